@@ -1,0 +1,80 @@
+"""Locating ``configs/`` and loading model specs from it.
+
+Every hardware or model constant lives in ``configs/`` with its source; code
+reads them from there. ``WARMSERVE_CONFIGS`` overrides the location (for an
+installed, non-editable package).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from warmserve.control.seam import ModelSpec
+from warmserve.errors import InputError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def configs_dir() -> Path:
+    return Path(os.environ.get("WARMSERVE_CONFIGS", REPO_ROOT / "configs")).resolve()
+
+
+def shared_dir() -> Path:
+    """``../shared`` beside the checkout (bundled traces and profiles); ``WARMSERVE_SHARED`` overrides."""
+    return Path(os.environ.get("WARMSERVE_SHARED", REPO_ROOT.parent / "shared")).resolve()
+
+
+def load_yaml(group: str, name: str) -> DictConfig | ListConfig:
+    path = configs_dir() / group / f"{name}.yaml"
+    if not path.is_file():
+        choices = sorted(p.stem for p in (configs_dir() / group).glob("*.yaml"))
+        raise InputError(f"unknown {group} '{name}' (no {path}); choose one of {choices}")
+    return OmegaConf.load(path)
+
+
+MODEL_FIELDS = ("tp", "weight_bytes", "kv_bytes_per_token", "prefill_ms", "decode_ms")
+
+
+def model_checkpoint(base: str) -> DictConfig:
+    """The checkpoint config ``configs/model/<base>.yaml``, validated."""
+    cfg = load_yaml("model", base)
+    assert isinstance(cfg, DictConfig)
+    for f in MODEL_FIELDS:
+        if f not in cfg:
+            raise InputError(f"configs/model/{base}.yaml: missing field '{f}'")
+        if float(cfg[f]) <= 0:
+            raise InputError(f"configs/model/{base}.yaml: field '{f}' must be > 0, got {cfg[f]}")
+    return cfg
+
+
+def model_mix(mix: str | list) -> list[dict]:
+    """Resolve ``models=<mix>`` (a name in ``configs/models/`` or an inline list) to
+    ``[{name, base}, ...]`` in config order."""
+    entries = load_yaml("models", mix) if isinstance(mix, str) else mix
+    out = []
+    for i, e in enumerate(entries):
+        if "name" not in e or "base" not in e:
+            raise InputError(f"models entry {i} needs 'name' and 'base', got {dict(e)}")
+        out.append({"name": str(e["name"]), "base": str(e["base"])})
+    names = [e["name"] for e in out]
+    if len(set(names)) != len(names):
+        raise InputError(f"models: duplicate model names in {names}")
+    return out
+
+
+def model_specs(mix: str | list) -> dict[str, ModelSpec]:
+    """Served model name -> ``ModelSpec`` for a mix, in config order."""
+    specs: dict[str, ModelSpec] = {}
+    for e in model_mix(mix):
+        ck = model_checkpoint(e["base"])
+        specs[e["name"]] = ModelSpec(
+            name=e["name"],
+            base=e["base"],
+            tp=int(ck.tp),
+            weight_bytes=int(ck.weight_bytes),
+            kv_bytes_per_token=int(ck.kv_bytes_per_token),
+        )
+    return specs

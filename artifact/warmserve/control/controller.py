@@ -1,0 +1,146 @@
+"""The one controller: glue between a backend's events and a system's decisions.
+
+It owns no physical state (the backend's ``ClusterState`` is the truth) and no
+decision logic (the ``SystemPolicy`` decides). It keeps the front-door queue
+per model and the load statistics, asks the policy, and applies the returned
+commands to the backend. The same object runs on the twin and on the testbed.
+
+Routing follows the published front end (reference section 1.3): a request
+goes to the least-loaded instance under capacity; otherwise, if no instance
+of its model is starting, the policy may launch one and the request is
+assigned to it; otherwise it waits. Unlike the published front end, which
+re-polls every second, waiting requests are retried as soon as capacity can
+have changed (an instance became ready, a request finished, a tick ran), so no
+artificial 0-1 s delay is added.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+from warmserve.control.load import LoadTracker
+from warmserve.control.policy import PolicyContext, SystemPolicy
+from warmserve.control.seam import (
+    Backend,
+    Command,
+    Dispatch,
+    Evict,
+    GpuSet,
+    LendKv,
+    Prewarm,
+    Request,
+    RequestStatus,
+    StartInstance,
+    StopInstance,
+)
+
+
+class Controller:
+    """Implements ``EventSink``; drives one ``SystemPolicy`` against one ``Backend``."""
+
+    def __init__(self, backend: Backend, policy: SystemPolicy, models: list[str]) -> None:
+        self.backend = backend
+        self.policy = policy
+        self.ctx = PolicyContext(
+            state=backend.state,
+            load=LoadTracker(models, t0=backend.clock.now()),
+            pending={m: deque() for m in models},
+        )
+        self._stopped = False
+        self.observers: list[Callable[[str, dict], None]] = []  # e.g. timeline recorders
+
+    # ---- lifecycle -------------------------------------------------------
+    def start(self) -> None:
+        """Issue the policy's initial commands and begin periodic ticks."""
+        self.ctx.now = self.backend.clock.now()
+        self.apply(self.policy.setup(self.ctx))
+        self.backend.clock.call_later(self.policy.tick_interval_s, self._tick)
+
+    def stop(self) -> None:
+        """Stop ticking (the replay is over)."""
+        self._stopped = True
+
+    def _tick(self) -> None:
+        if self._stopped:
+            return
+        self.ctx.now = self.backend.clock.now()
+        self.apply(self.policy.on_tick(self.ctx))
+        for model in self.ctx.pending:
+            if self.ctx.pending[model]:
+                self._drain(model)
+        self.backend.clock.call_later(self.policy.tick_interval_s, self._tick)
+
+    # ---- EventSink -------------------------------------------------------
+    def on_arrival(self, request: Request) -> None:
+        now = self.backend.clock.now()
+        self.ctx.now = now
+        self.ctx.load.change(request.model, +1, now)
+        self.ctx.pending[request.model].append(request)
+        self._drain(request.model)
+
+    def on_finish(self, request_id: int, model: str, instance_id: int | None, status: RequestStatus) -> None:
+        now = self.backend.clock.now()
+        self.ctx.now = now
+        self.ctx.load.change(model, -1, now)
+        self._drain(model)
+
+    def on_instance_ready(self, instance_id: int) -> None:
+        self.ctx.now = self.backend.clock.now()
+        self._drain(self.backend.state.instances[instance_id].model)
+
+    def on_instance_stopped(self, instance_id: int) -> None:
+        self.ctx.now = self.backend.clock.now()
+        # freed GPUs may let a waiting model launch
+        for model, queue in self.ctx.pending.items():
+            if queue:
+                self._drain(model)
+
+    def on_prewarm_done(self, model: str, gpus: GpuSet) -> None:
+        self.ctx.now = self.backend.clock.now()
+
+    # ---- routing ---------------------------------------------------------
+    def _drain(self, model: str) -> None:
+        queue = self.ctx.pending[model]
+        while queue:
+            req = queue[0]
+            iid = self.policy.pick_instance(req, self.ctx)
+            if iid is None:
+                if self.ctx.starting(model) > 0:
+                    return  # an instance is on its way; wait for it
+                launch = self.policy.launch_for(model, self.ctx)
+                if launch is None:
+                    return
+                iid = self._start(launch)
+            queue.popleft()
+            self.backend.dispatch(req.request_id, iid)
+
+    def pending_requests(self) -> list[Request]:
+        """Requests still waiting at the front door (the runner marks them at the end)."""
+        return [r for q in self.ctx.pending.values() for r in q]
+
+    # ---- applying commands ----------------------------------------------
+    def _start(self, cmd: StartInstance) -> int:
+        iid = self.backend.start_instance(cmd.model, cmd.gpus, cmd.mem_fraction)
+        for obs in self.observers:
+            obs("start", {"model": cmd.model, "gpus": cmd.gpus, "instance_id": iid})
+        return iid
+
+    def apply(self, commands: list[Command]) -> None:
+        b = self.backend
+        for cmd in commands:
+            match cmd:
+                case StartInstance():
+                    self._start(cmd)
+                case StopInstance(instance_id=iid, keep_weights=keep):
+                    b.stop_instance(iid, keep)
+                case Prewarm(model=m, gpus=g):
+                    b.prewarm(m, g)
+                case Evict(model=m, gpus=g):
+                    b.evict(m, g)
+                case Dispatch(request_id=rid, instance_id=iid):
+                    b.dispatch(rid, iid)
+                case LendKv(instance_id=iid, blocks=n):
+                    b.lend_kv(iid, n)
+                case _:
+                    raise TypeError(f"unknown command {cmd!r}")

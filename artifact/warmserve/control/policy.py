@@ -1,0 +1,85 @@
+"""What a *system* (WarmServe, a baseline, an ablation) is: a set of pure decisions.
+
+A ``SystemPolicy`` answers four questions over a ``PolicyContext`` (the live
+``ClusterState`` the backend maintains plus the load statistics the controller
+keeps) and returns ``Command`` values; the ``Controller`` applies them. A
+policy never calls a backend and never knows which backend it runs on.
+
+* ``setup``          commands to issue once before the replay (static placement);
+* ``pick_instance``  which instance serves a request now (``None`` = not now);
+* ``launch_for``     start a new instance for a model whose requests wait
+                     (``None`` = cannot or will not);
+* ``on_tick``        periodic planning (autoscaling, forecasting, prewarming,
+                     KV lending), every ``tick_interval_s``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC
+from collections import deque
+from dataclasses import dataclass, field
+
+from warmserve.control.load import LoadTracker
+from warmserve.control.seam import (
+    ClusterState,
+    Command,
+    InstancePhase,
+    InstanceState,
+    Request,
+    StartInstance,
+)
+
+
+@dataclass(slots=True)
+class PolicyContext:
+    """Everything a decision may read. Built once by the controller, updated in place."""
+
+    state: ClusterState
+    load: LoadTracker
+    pending: dict[str, deque[Request]] = field(default_factory=dict)  # waiting at the front door
+    now: float = 0.0
+
+    def serving(self, model: str) -> list[InstanceState]:
+        """Instances of ``model`` that accept requests (starting or ready)."""
+        return self.state.instances_of(model, (InstancePhase.STARTING, InstancePhase.READY))
+
+    def starting(self, model: str) -> int:
+        return len(self.state.instances_of(model, (InstancePhase.STARTING,)))
+
+
+class SystemPolicy(ABC):
+    """Base class: a system that never scales (override what the system decides)."""
+
+    name: str = "base"
+    tick_interval_s: float = 0.5
+    instance_capacity: int = 32  # requests per instance for routing (reference BATCH_SIZE)
+
+    def setup(self, ctx: PolicyContext) -> list[Command]:
+        return []
+
+    def pick_instance(self, request: Request, ctx: PolicyContext) -> int | None:
+        """Least-loaded serving instance with fewer than ``instance_capacity`` in flight.
+
+        This is the published router (reference section 1.3 step 3); ties go to
+        the lowest instance id so runs are deterministic.
+        """
+        best: InstanceState | None = None
+        for inst in ctx.serving(request.model):
+            if inst.inflight >= self.instance_capacity:
+                continue
+            if best is None or (inst.inflight, inst.instance_id) < (best.inflight, best.instance_id):
+                best = inst
+        return None if best is None else best.instance_id
+
+    def launch_for(self, model: str, ctx: PolicyContext) -> StartInstance | None:
+        return None
+
+    def on_tick(self, ctx: PolicyContext) -> list[Command]:
+        return []
+
+    def forecast_snapshot(self) -> dict[str, tuple[float, float]]:
+        """Latest (mean, peak) concurrency forecast per model, for the run's timeline.
+
+        Systems without a forecaster return an empty dict.
+        """
+        return {}
