@@ -15,9 +15,11 @@ policy never calls a backend and never knows which backend it runs on.
 
 from __future__ import annotations
 
-from abc import ABC
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
 
 from warmserve.control.load import LoadTracker
 from warmserve.control.seam import (
@@ -25,9 +27,37 @@ from warmserve.control.seam import (
     Command,
     InstancePhase,
     InstanceState,
+    ModelSpec,
     Request,
     StartInstance,
 )
+
+
+@dataclass(slots=True)
+class PolicyInputs:
+    """What a system is built from (passed as ``inputs=`` when Hydra instantiates
+    ``cfg.system``; every system config has a ``_target_`` class taking it).
+
+    ``priors``     the replayed hour's forecast priors, one row per (model, window):
+                   columns ``model, window, prior_mean, prior_peak`` (``history.parquet``);
+    ``week_load``  per-model load over the whole history week, one row per (model, window):
+                   columns ``model, window, mean, peak`` plus whatever the workload layer
+                   documents in ``warmserve.workload.schema``; None if unavailable;
+    ``workload``   the replayed requests (DESIGN workload columns); only the ``oracle``
+                   forecaster may look at it;
+    ``hardware``   the resolved hardware profile (``configs/hardware``);
+    ``window_s``   forecast window length (default 300 s, as published).
+    """
+
+    models: dict[str, ModelSpec]
+    nodes: int
+    gpus_per_node: int
+    hardware: Any
+    priors: pd.DataFrame | None = None
+    week_load: pd.DataFrame | None = None
+    workload: pd.DataFrame | None = None
+    window_s: float = 300.0
+    seed: int = 42
 
 
 @dataclass(slots=True)
@@ -47,7 +77,7 @@ class PolicyContext:
         return len(self.state.instances_of(model, (InstancePhase.STARTING,)))
 
 
-class SystemPolicy(ABC):
+class SystemPolicy:
     """Base class: a system that never scales (override what the system decides)."""
 
     name: str = "base"

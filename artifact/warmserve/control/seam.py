@@ -67,7 +67,7 @@ class CapacityError(RuntimeError):
     """A command would oversubscribe GPU memory or double-book a GPU (a policy bug)."""
 
 
-class StartKind(str, enum.Enum):
+class StartKind(enum.StrEnum):
     """How much of an instance was already in place when a request needed it.
 
     ``warm``      an instance of the model was already serving;
@@ -82,7 +82,7 @@ class StartKind(str, enum.Enum):
     COLD = "cold"
 
 
-class InstancePhase(str, enum.Enum):
+class InstancePhase(enum.StrEnum):
     STARTING = "starting"  # loading weights / initialising; may already hold dispatched requests
     READY = "ready"  # serving
     STOPPING = "stopping"  # takes no new requests, drains in-flight ones
@@ -90,7 +90,7 @@ class InstancePhase(str, enum.Enum):
     FAILED = "failed"
 
 
-class RequestStatus(str, enum.Enum):
+class RequestStatus(enum.StrEnum):
     OK = "ok"
     FAILED = "failed"
     TIMEOUT = "timeout"
