@@ -217,6 +217,44 @@ class ModelSpec:
         return -(-self.weight_bytes // self.tp)
 
 
+class InstanceTable(dict[int, "InstanceState"]):
+    """``instance_id -> InstanceState`` that also indexes instances by model.
+
+    Routing asks "which instances serve model M" for every request; scanning
+    all instances would make that O(cluster) (10^3 instances at internet
+    scale). Backends just assign and delete as with a dict.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_model: dict[str, dict[int, InstanceState]] = {}
+
+    def __setitem__(self, iid: int, inst: InstanceState) -> None:
+        old = self.get(iid)
+        if old is not None:
+            self.by_model.get(old.model, {}).pop(iid, None)
+        super().__setitem__(iid, inst)
+        self.by_model.setdefault(inst.model, {})[iid] = inst
+
+    def __delitem__(self, iid: int) -> None:
+        inst = self[iid]
+        super().__delitem__(iid)
+        self.by_model.get(inst.model, {}).pop(iid, None)
+
+    def pop(self, iid: int, *default: object):  # type: ignore[override]
+        if iid in self:
+            inst = self[iid]
+            del self[iid]
+            return inst
+        if default:
+            return default[0]
+        raise KeyError(iid)
+
+    def clear(self) -> None:
+        super().clear()
+        self.by_model.clear()
+
+
 @dataclass(slots=True)
 class ClusterState:
     """The backend's live picture of the cluster. Policies must treat it as read-only."""
@@ -225,14 +263,17 @@ class ClusterState:
     gpus_per_node: int
     gpus: list[GpuState]
     models: dict[str, ModelSpec]
-    instances: dict[int, InstanceState] = field(default_factory=dict)
+    instances: dict[int, InstanceState] = field(default_factory=InstanceTable)
 
     def node_of(self, gpu: int) -> int:
         return gpu // self.gpus_per_node
 
     def instances_of(self, model: str, phases: Iterable[InstancePhase] | None = None) -> list[InstanceState]:
         wanted = set(phases) if phases is not None else {InstancePhase.STARTING, InstancePhase.READY}
-        return [i for i in self.instances.values() if i.model == model and i.phase in wanted]
+        insts = self.instances
+        if isinstance(insts, InstanceTable):
+            return [i for i in insts.by_model.get(model, {}).values() if i.phase in wanted]
+        return [i for i in insts.values() if i.model == model and i.phase in wanted]
 
     def replicas_of(self, model: str) -> dict[GpuSet, ReplicaState]:
         """Every replica of ``model``, keyed by its GPU set."""

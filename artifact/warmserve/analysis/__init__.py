@@ -1,0 +1,1 @@
+"""Reading ``results/`` back for notebooks: run summaries as tidy frames, figure helpers."""

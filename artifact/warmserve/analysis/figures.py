@@ -1,0 +1,85 @@
+"""Figure conventions: seaborn style, PNG + PDF side by side, honest provenance in every title.
+
+Every figure made from twin runs says "simulated, <hardware profile>" in its
+title; a figure from the testbed says "measured, <backend>". ``provenance``
+derives that text from the runs themselves, so a notebook cannot forget it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from warmserve.config import REPO_ROOT  # noqa: E402
+
+
+def figures_dir() -> Path:
+    d = Path(os.environ.get("WARMSERVE_FIGURES", REPO_ROOT / "figures"))
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def tables_dir() -> Path:
+    d = Path(os.environ.get("WARMSERVE_TABLES", REPO_ROOT / "results" / "tables"))
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def results_dir() -> Path:
+    return Path(os.environ.get("WARMSERVE_RESULTS", REPO_ROOT / "results"))
+
+
+def setup_style() -> None:
+    sns.set_theme(style="whitegrid", context="paper", font_scale=1.1)
+
+
+def provenance(runs: pd.DataFrame) -> str:
+    """'simulated, a100-80gb profile, 2x8 GPUs' (or 'measured on ...') from the runs' configs."""
+    if runs.empty:
+        return "no runs"
+    parts = []
+    sim = runs.get("simulated")
+    backends = sorted({str(b) for b in runs.get("backend", pd.Series(dtype=str)).dropna()})
+    hws = sorted({str(h) for h in runs.get("hardware", pd.Series(dtype=str)).dropna()})
+    clusters = sorted({str(c) for c in runs.get("cluster", pd.Series(dtype=str)).dropna()})
+    if sim is not None and bool(sim.all()):
+        parts.append(f"simulated, {'/'.join(hws)} profile")
+    else:
+        parts.append(f"measured on {'/'.join(backends)} ({'/'.join(hws)})")
+    if clusters:
+        parts.append("cluster " + "/".join(clusters))
+    sources = sorted({str(s) for s in runs.get("source", pd.Series(dtype=str)).dropna()})
+    if "synthetic" in sources:
+        parts.append("synthetic Azure-2024-like week")
+    return ", ".join(parts)
+
+
+def save(fig: plt.Figure, name: str) -> list[Path]:
+    """Write ``figures/<name>.png`` and ``.pdf``; returns the paths."""
+    out = []
+    for ext in ("png", "pdf"):
+        p = figures_dir() / f"{name}.{ext}"
+        fig.savefig(p, bbox_inches="tight", dpi=150 if ext == "png" else None)
+        out.append(p)
+    plt.close(fig)
+    return out
+
+
+def write_table(df: pd.DataFrame, name: str, *, title: str = "", note: str = "") -> None:
+    """Write ``results/tables/<name>.csv`` and ``.md`` (with a title and provenance note)."""
+    d = tables_dir()
+    df.to_csv(d / f"{name}.csv", index=False)
+    md = []
+    if title:
+        md.append(f"# {title}\n")
+    if note:
+        md.append(note.strip() + "\n")
+    md.append(df.to_markdown(index=False, floatfmt=".3g"))
+    (d / f"{name}.md").write_text("\n".join(md) + "\n")

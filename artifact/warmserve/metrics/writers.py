@@ -1,0 +1,52 @@
+"""Writing a run directory: the DESIGN files, deterministically (same inputs -> same bytes).
+
+``requests.parquet``, ``timeline.parquet``, ``utilization.parquet`` (pyarrow,
+zstd, no index), ``run.json`` and ``summary.json`` (sorted keys, NaN as null)
+and ``trace.json`` (Chrome trace events). Call inside
+``warmserve.atomic.atomic_output_dir`` so a failed run leaves nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from warmserve.metrics.schema import REQUEST_COLUMNS, TIMELINE_COLUMNS, UTILIZATION_COLUMNS, conform
+from warmserve.metrics.trace import chrome_trace, write_chrome_trace
+
+
+def _clean(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_clean(v) for v in x]
+    if hasattr(x, "item"):  # numpy scalars
+        return _clean(x.item())
+    return x
+
+
+def write_json(path: Path, doc: dict[str, Any]) -> None:
+    path.write_text(json.dumps(_clean(doc), indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+def write_parquet(path: Path, df: pd.DataFrame) -> None:
+    df.to_parquet(path, index=False, engine="pyarrow", compression="zstd")
+
+
+def write_run(stage: Path, *, requests: pd.DataFrame, timeline: pd.DataFrame, utilization: pd.DataFrame,
+              run: dict[str, Any], summary: dict[str, Any], gpus_per_node: int, end_s: float,
+              trace: bool = True) -> None:
+    write_parquet(stage / "requests.parquet", conform(requests, REQUEST_COLUMNS, "request log"))
+    write_parquet(stage / "timeline.parquet", conform(timeline, TIMELINE_COLUMNS, "timeline"))
+    write_parquet(stage / "utilization.parquet", conform(utilization, UTILIZATION_COLUMNS, "utilization"))
+    write_json(stage / "run.json", run)
+    write_json(stage / "summary.json", summary)
+    if trace:
+        write_chrome_trace(stage / "trace.json", chrome_trace(timeline, gpus_per_node, end_s,
+                                                              title=str(run.get("name", ""))))

@@ -1,0 +1,224 @@
+"""``execute(cfg)``: build the workload, the system and a backend, replay, write the run.
+
+Steps (everything that can be wrong with the input is checked before any
+file is written; outputs appear atomically in ``cfg.out``):
+
+1. the workload: ``warmserve.workload.api.build_workload(cfg.workload)`` and
+   ``replay_slice(requests, replay_s, output_cap)`` (or a ``workload=``
+   DataFrame passed in, for tests and sweeps that make their own);
+2. model specs (``cfg.models`` if set, else the bundle's), and the check that
+   every model the workload names is configured;
+3. ``PolicyInputs`` -> the system's policy (``cfg.system.policy``), its
+   ``BackendFeatures`` (``cfg.system.features``) -> the backend
+   (``cfg.backend``) -> the ``Controller``;
+4. ``backend.replay`` until every request ended or ``replay_s + drain_s``;
+   the policy's forecast is recorded in the timeline at every window boundary;
+5. ``requests.parquet``, ``timeline.parquet``, ``utilization.parquet``,
+   ``run.json``, ``summary.json``, ``trace.json``.
+
+Drain: after the last arrival the run continues ``drain_s`` (default 1800 s,
+the published client's per-request timeout, reference 2.7) so in-flight
+requests can finish; whatever is still unserved then is a ``timeout`` row.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import math
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from warmserve.atomic import atomic_output_dir
+from warmserve.config import REPO_ROOT, model_specs
+from warmserve.control.controller import Controller
+from warmserve.control.features import BackendFeatures
+from warmserve.control.policy import PolicyInputs
+from warmserve.control.seam import ModelSpec
+from warmserve.errors import InputError
+from warmserve.metrics.summary import summarize
+from warmserve.metrics.writers import write_run
+from warmserve.run.progress import Progress
+
+DEFAULT_REPLAY_S = 1200.0  # published replay: first 20 minutes (reference 2.7)
+DEFAULT_OUTPUT_CAP = 1023  # published max_tokens cap (reference 2.7)
+
+
+@dataclass(slots=True)
+class Workload:
+    """What a run replays (a ``WorkloadBundle`` reduced to what the runner needs)."""
+
+    requests: pd.DataFrame
+    models: dict[str, ModelSpec]
+    priors: pd.DataFrame | None = None
+    week_load: pd.DataFrame | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def _get(cfg: DictConfig, key: str, default: Any) -> Any:
+    v = OmegaConf.select(cfg, key, default=default)
+    return default if v is None else v
+
+
+def _specs(value: Any) -> dict[str, ModelSpec]:
+    """Model specs from a mix name, an inline list, a dict of specs or a list of served names."""
+    if isinstance(value, dict) and all(isinstance(v, ModelSpec) for v in value.values()):
+        return dict(value)
+    if isinstance(value, str):
+        return model_specs(value)
+    if OmegaConf.is_config(value):
+        value = OmegaConf.to_container(value, resolve=True)
+    if isinstance(value, list) and value and isinstance(value[0], dict):
+        return model_specs(value)
+    raise InputError(f"models: cannot resolve model specs from {value!r}; set models=<configs/models name>")
+
+
+def load_workload(cfg: DictConfig) -> Workload:
+    """Build the replayed workload from ``cfg.workload`` through the workload package."""
+    try:
+        from warmserve.workload.api import build_workload, replay_slice
+    except ImportError as exc:  # the workload package is another layer; say what is missing
+        raise InputError(f"workload: warmserve.workload.api is not available ({exc})") from None
+    bundle = build_workload(cfg.workload)
+    meta = dict(bundle.meta or {})
+    replay_s = float(_get(cfg, "replay_s", meta.get("replay_s", _get(cfg, "workload.replay_s", DEFAULT_REPLAY_S))))
+    cap = int(meta.get("output_cap", _get(cfg, "workload.output_cap", DEFAULT_OUTPUT_CAP)))
+    requests = replay_slice(bundle.requests, replay_s, cap)
+    mix = OmegaConf.select(cfg, "models", default=None)
+    if mix is None:
+        mix = OmegaConf.select(cfg, "workload.models", default=None)
+    if mix is None:
+        raise InputError("models: the workload names no model mix; set models=<configs/models name>")
+    specs = _specs(mix)
+    names = [str(m) for m in (bundle.models or list(specs))]
+    unknown = [m for m in names if m not in specs]
+    if unknown:
+        raise InputError(f"workload.models: {unknown} not in the model mix {list(specs)}")
+    specs = {m: specs[m] for m in names}
+    meta.setdefault("replay_s", replay_s)
+    return Workload(requests=requests, models=specs, priors=bundle.priors, week_load=bundle.week_load, meta=meta)
+
+
+def _check_workload(w: Workload) -> None:
+    for col in ("request_id", "arrival_s", "model", "input_tokens", "output_tokens"):
+        if col not in w.requests.columns:
+            raise InputError(f"workload: missing column '{col}'")
+    named = set(pd.unique(w.requests["model"].astype(str)))
+    missing = sorted(named - set(w.models))
+    if missing:
+        raise InputError(f"workload.model: {missing} not in the configured models {list(w.models)}")
+
+
+def _git_rev() -> str:
+    try:
+        return subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=5, check=False).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("warmserve", "numpy", "pandas", "pyarrow", "hydra-core", "omegaconf"):
+        try:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            out[pkg] = "missing"
+    return out
+
+
+def build(cfg: DictConfig, w: Workload) -> tuple[Any, Any, Controller, BackendFeatures]:
+    """Backend, policy and controller for a config and a workload (all input checks happen here)."""
+    _check_workload(w)
+    cluster = cfg.cluster
+    features = BackendFeatures.from_config(OmegaConf.select(cfg, "system.features"))
+    seed = int(_get(cfg, "seed", 42))
+    backend = instantiate(cfg.backend, _partial_=True)(
+        models=w.models, cluster=cluster, hardware=cfg.hardware, features=features, seed=seed)
+    inputs = PolicyInputs(
+        models=w.models, nodes=backend.state.nodes, gpus_per_node=backend.state.gpus_per_node,
+        hardware=cfg.hardware, priors=w.priors, week_load=w.week_load, workload=w.requests,
+        window_s=float(_get(cfg, "window_s", 300.0)), seed=seed)
+    policy = instantiate(cfg.system.policy, _partial_=True)(inputs=inputs)
+    controller = Controller(backend, policy, list(w.models))
+    return backend, policy, controller, features
+
+
+def run_replay(cfg: DictConfig, w: Workload) -> Path:
+    """Replay ``w`` under ``cfg`` and write the run into ``cfg.out`` (atomically)."""
+    if not _get(cfg, "out", None):
+        raise InputError("out: no output directory given (out=<dir>)")
+    wall0 = time.perf_counter()
+    backend, policy, controller, features = build(cfg, w)
+    replay_s = float(_get(cfg, "replay_s", w.meta.get("replay_s", _get(cfg, "workload.replay_s", DEFAULT_REPLAY_S))))
+    last = float(w.requests["arrival_s"].max()) if len(w.requests) else 0.0
+    replay_s = max(replay_s, last) if math.isfinite(replay_s) else last
+    drain_s = float(_get(cfg, "drain_s", 1800.0))
+    window_s = float(_get(cfg, "window_s", 300.0))
+    if drain_s < 0 or window_s <= 0:
+        raise InputError("drain_s must be >= 0 and window_s > 0")
+    until = replay_s + drain_s
+    forecasts: list[tuple] = []
+
+    def record_forecast() -> None:
+        snap = policy.forecast_snapshot()
+        t = backend.clock.now()
+        for model, (mean, peak) in snap.items():
+            forecasts.append((t, "forecast", model, -1, "", 0, 0, "", "", float(mean), float(peak)))
+        if t + window_s <= until:
+            backend.clock.call_later(window_s, record_forecast)
+
+    with Progress(total_s=until, enabled=_get(cfg, "progress", "auto")) as bar:
+        info = backend.replay(w.requests, controller, until, on_start=record_forecast, progress=bar.update)
+    replay_wall = time.perf_counter() - wall0
+    requests = backend.request_log()
+    requests["system"] = str(_get(cfg, "system.name", "?"))
+    timeline = backend.timeline()
+    if forecasts:
+        fc = pd.DataFrame(forecasts, columns=list(timeline.columns))
+        timeline = pd.concat([timeline.astype({c: object for c in timeline.columns if
+                                                isinstance(timeline[c].dtype, pd.CategoricalDtype)}),
+                              fc], ignore_index=True).sort_values("t_s", kind="stable", ignore_index=True)
+    util = backend.utilization(float(_get(cfg, "utilization_interval_s", 1.0)))
+    desc = backend.describe()
+    summary = summarize(
+        requests, timeline, end_s=info.end_s, replay_s=replay_s,
+        slo_ttft_s=float(_get(cfg, "slo.ttft_s", 5.0)), slo_tpot_s=float(_get(cfg, "slo.tpot_s", 0.15)),
+        extra={"simulated": bool(desc.get("simulated", False)), "hardware_profile": desc.get("hardware_profile"),
+               "system": requests["system"].iloc[0] if len(requests) else str(_get(cfg, "system.name", "?")),
+               "notes": list(getattr(policy, "notes", []))})
+    run_doc = {
+        "name": str(_get(cfg, "name", "")),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "seed": int(_get(cfg, "seed", 42)),
+        "git_revision": _git_rev(),
+        "versions": _versions(),
+        "backend": desc,
+        "features": features.as_dict(),
+        "workload_meta": w.meta,
+        "replay": {"replay_s": replay_s, "drain_s": drain_s, "end_s": info.end_s, "requests": info.requests,
+                   "unfinished_at_end": info.unfinished, "events": info.events, "extra": info.extra},
+        "wall_s": {"replay": replay_wall, "total": None},
+        "argv": sys.argv,
+    }
+    out = Path(str(cfg.out))
+    with atomic_output_dir(out) as stage:
+        run_doc["wall_s"]["total"] = time.perf_counter() - wall0
+        write_run(stage, requests=requests, timeline=timeline, utilization=util, run=run_doc, summary=summary,
+                  gpus_per_node=int(backend.state.gpus_per_node), end_s=info.end_s,
+                  trace=bool(_get(cfg, "trace", True)))
+    return out
+
+
+def execute(cfg: DictConfig, *, workload: Workload | None = None) -> Path:
+    """Run one config (Hydra-composed ``configs/run.yaml``); returns the output directory."""
+    w = workload if workload is not None else load_workload(cfg)
+    return run_replay(cfg, w)

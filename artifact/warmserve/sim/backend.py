@@ -1,0 +1,578 @@
+"""``SimBackend``: the seam's ``Backend`` on a discrete-event twin of a GPU cluster.
+
+It is the single source of truth about the cluster (``self.state``): every
+memory change goes through the ``Ledger``, every weight load is a ``Flow``
+over shared links, every instance is an ``Instance`` batching at iteration
+granularity. Verbs follow the memory semantics written in ``seam.py``.
+
+Start lifecycle (costs from the hardware profile's ``lifecycle`` block)::
+
+    created --init--> load phase --post--> ready
+    init = (process_start + cuda_context unless worker_pool)
+           + engine_attach                      if it adopts a resident replica
+           + engine_init + tp_comm (tp > 1)     otherwise
+    load = weight load over the links (or the wait for an adopted replica still loading)
+    post = mapping (bytes / GB x mapping_s_per_GB, adopted replica only) + kv_alloc
+
+The request log's TTFT split attributes a request's wait to ``load`` and
+``init`` only where it overlaps those phases of the instance that served it;
+the rest before its prefill is ``queue``.
+
+Simplifications (documented, deliberate): a stopped-while-starting instance
+with requests finishes starting and drains them; colocation slowdown is
+sampled when an iteration starts; lent KV blocks are taken only from free
+blocks, so lending never preempts by itself.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig
+
+from warmserve.control.features import BackendFeatures
+from warmserve.control.seam import (
+    Backend,
+    CapacityError,
+    ClusterState,
+    EventSink,
+    GpuSet,
+    GpuState,
+    InstancePhase,
+    InstanceState,
+    ModelSpec,
+    ReplicaState,
+    Request,
+    RequestStatus,
+    StartKind,
+)
+from warmserve.errors import InputError
+from warmserve.metrics.schema import gpus_str
+from warmserve.run.protocol import ReplayInfo
+from warmserve.sim.events import EventLoop
+from warmserve.sim.instance import Instance
+from warmserve.sim.ledger import KV, PREWARM, WEIGHTS, Ledger
+from warmserve.sim.links import Flow, LinkNetwork
+from warmserve.sim.outputs import build_request_log, build_timeline, build_utilization
+from warmserve.sim.profile import check_models_fit, load_profile
+from warmserve.sim.requests import FAILED, OK, PENDING, TIMEOUT, RequestTable
+
+_STATUS = {OK: RequestStatus.OK, FAILED: RequestStatus.FAILED, TIMEOUT: RequestStatus.TIMEOUT}
+_SERVING = (InstancePhase.STARTING, InstancePhase.READY)
+
+
+class LoadJob:
+    """One model's weights loading onto a GPU set (one flow per TP shard)."""
+
+    __slots__ = ("model", "gpus", "flows", "pending", "waiters", "from_nvme", "nbytes", "done")
+
+    def __init__(self, model: str, gpus: GpuSet, from_nvme: bool, nbytes: int) -> None:
+        self.model = model
+        self.gpus = gpus
+        self.flows: list[Flow] = []
+        self.pending = 0
+        self.waiters: list[Callable[[], None]] = []
+        self.from_nvme = from_nvme
+        self.nbytes = nbytes
+        self.done = False
+
+
+class SimBackend(Backend):
+    """The twin. Constructed by the runner (see ``warmserve.run.protocol``)."""
+
+    def __init__(self, *, models: dict[str, ModelSpec], cluster: Any, hardware: Any,
+                 features: BackendFeatures | None = None, seed: int = 0, setup_ready: bool = True,
+                 progress_every_s: float = 60.0) -> None:
+        self.hw = load_profile(hardware)
+        nodes, gpn = _cluster_shape(cluster)
+        check_models_fit(self.hw, models, gpn)
+        self.features = features or BackendFeatures()
+        self.seed = seed  # the twin is deterministic and draws no random numbers
+        self.setup_ready = setup_ready
+        self.progress_every_s = progress_every_s
+        self.loop = EventLoop()
+        self.clock = self.loop
+        pool = self.hw.pool_bytes
+        self.state = ClusterState(
+            nodes=nodes, gpus_per_node=gpn,
+            gpus=[GpuState(gpu=g, node=g // gpn, capacity_bytes=pool) for g in range(nodes * gpn)],
+            models=dict(models),
+        )
+        self.ledger = Ledger(self.state)
+        self.net = LinkNetwork(self.loop, self.hw, nodes)
+        self.host_cache: list[OrderedDict[tuple[str, int], int]] = [OrderedDict() for _ in range(nodes)]
+        self.insts: dict[int, Instance] = {}  # every instance ever, for the outputs
+        self.jobs: dict[tuple[str, GpuSet], LoadJob] = {}  # loading replicas
+        self.timeline_rows: list[tuple] = []
+        self.seg_inst = array("q")
+        self.seg_t0 = array("d")
+        self.seg_t1 = array("d")
+        self.sink: EventSink | None = None
+        self.req: RequestTable | None = None
+        self._next_iid = 0
+        self._setup = False
+        self._colocated = 0
+        self._ended = 0
+        self._delivered = 0
+        self.end_s = 0.0
+        self._block_bytes = {m: -(-s.kv_bytes_per_token // s.tp) * self.hw.engine.kv_block_tokens
+                             for m, s in models.items()}
+        self._lat = {m: self.hw.latency_of(s) for m, s in models.items()}
+
+    # ---- helpers -------------------------------------------------------------
+    def _tl(self, kind: str, model: str = "", iid: int = -1, gpus: GpuSet = (), nbytes: int = 0, blocks: int = 0,
+            start_kind: str = "", detail: str = "") -> None:
+        self.timeline_rows.append((self.loop.t, kind, model, iid, gpus_str(gpus), nbytes, blocks, start_kind,
+                                   detail, math.nan, math.nan))
+
+    def record_forecast(self, model: str, mean: float, peak: float) -> None:
+        """A forecast row in the timeline (the runner calls it at window boundaries)."""
+        self.timeline_rows.append((self.loop.t, "forecast", model, -1, "", 0, 0, "", "", float(mean), float(peak)))
+
+    def _check_gpus(self, model: str, gpus: GpuSet) -> tuple[ModelSpec, GpuSet]:
+        spec = self.state.models.get(model)
+        if spec is None:
+            raise CapacityError(f"unknown model {model!r}")
+        gs = tuple(sorted(int(g) for g in gpus))
+        n = len(self.state.gpus)
+        if len(gs) != spec.tp or len(set(gs)) != len(gs) or gs[0] < 0 or gs[-1] >= n:
+            raise CapacityError(f"{model}: GPU set {gs} is not {spec.tp} distinct GPUs of 0..{n - 1}")
+        gpn = self.state.gpus_per_node
+        if gs[0] // gpn != gs[-1] // gpn:
+            raise CapacityError(f"{model}: GPU set {gs} spans nodes")
+        return spec, gs
+
+    def _require(self, gs: GpuSet, nbytes: int, what: str) -> None:
+        for g in gs:
+            if self.state.gpus[g].free_bytes < nbytes:
+                raise CapacityError(f"{what}: GPU {g} has {self.state.gpus[g].free_bytes} B free, needs {nbytes} B")
+
+    def _slow(self, inst: Instance) -> float:
+        extra = max(len(self.state.gpus[g].instances) for g in inst.st.gpus) - 1
+        return 1.0 + self.hw.colocation_slowdown * extra
+
+    def _update_slow(self, gs: GpuSet) -> None:
+        """Colocation factor of every instance on these GPUs (applies from its next iteration)."""
+        for g in gs:
+            for iid in self.state.gpus[g].instances:
+                self.insts[iid].slow = self._slow(self.insts[iid])
+
+    # ---- loads ---------------------------------------------------------------
+    def _load(self, model: str, gs: GpuSet) -> LoadJob:
+        spec = self.state.models[model]
+        node = gs[0] // self.state.gpus_per_node
+        key = (spec.base, spec.tp)
+        from_nvme = True
+        if self.features.host_cache:
+            cache = self.host_cache[node]
+            if key in cache:
+                cache.move_to_end(key)
+                from_nvme = False
+        job = LoadJob(model, gs, from_nvme, spec.bytes_per_gpu * len(gs))
+        gpn = self.state.gpus_per_node
+        for g in gs:
+            f = Flow(node, self.net.path(g, node, g % gpn, from_nvme), spec.bytes_per_gpu,
+                     lambda _f, j=job: self._flow_done(j))
+            job.flows.append(f)
+        job.pending = len(job.flows)
+        self._tl("load_start", model, gpus=gs, nbytes=job.nbytes, detail="nvme" if from_nvme else "host_cache")
+        for f in job.flows:
+            self.net.start(f)
+        return job
+
+    def _flow_done(self, job: LoadJob) -> None:
+        job.pending -= 1
+        if job.pending:
+            return
+        job.done = True
+        self._tl("load_done", job.model, gpus=job.gpus, nbytes=job.nbytes, detail="nvme" if job.from_nvme else "host_cache")
+        if job.from_nvme and self.features.host_cache:
+            spec = self.state.models[job.model]
+            node = job.gpus[0] // self.state.gpus_per_node
+            cache = self.host_cache[node]
+            size = spec.weight_bytes
+            if size <= self.hw.host_cache_bytes:
+                cache[(spec.base, spec.tp)] = size
+                while sum(cache.values()) > self.hw.host_cache_bytes:
+                    cache.popitem(last=False)
+        for w in job.waiters:
+            w()
+        job.waiters = []
+
+    def _cancel(self, job: LoadJob) -> None:
+        if job.done:
+            return
+        moved = sum(self.net.cancel(f) for f in job.flows)
+        job.done = True
+        job.waiters = []
+        self._tl("load_cancel", job.model, gpus=job.gpus, nbytes=int(moved))
+
+    # ---- replicas ------------------------------------------------------------
+    def prewarm(self, model: str, gpus: GpuSet) -> None:
+        spec, gs = self._check_gpus(model, gpus)
+        for g in gs:
+            gpu = self.state.gpus[g]
+            if model in gpu.replicas:
+                raise CapacityError(f"prewarm {model} on {gs}: GPU {g} already holds a replica of it")
+            if any(self.state.instances[i].model == model for i in gpu.instances):
+                raise CapacityError(f"prewarm {model} on {gs}: GPU {g} runs an instance of it")
+        self._require(gs, spec.bytes_per_gpu, f"prewarm {model}")
+        rep = ReplicaState(model=model, gpus=gs, bytes_per_gpu=spec.bytes_per_gpu, ready=False, since_s=self.loop.t)
+        for g in gs:
+            self.ledger.change(g, PREWARM, spec.bytes_per_gpu, self.loop.t)
+            self.state.gpus[g].replicas[model] = rep
+        self._tl("prewarm_start", model, gpus=gs, nbytes=spec.bytes_per_gpu)
+        job = self._load(model, gs)
+        self.jobs[(model, gs)] = job
+        job.waiters.append(lambda: self._prewarm_done(rep))
+
+    def _prewarm_done(self, rep: ReplicaState) -> None:
+        self.jobs.pop((rep.model, rep.gpus), None)
+        rep.ready = True
+        rep.since_s = self.loop.t
+        self._tl("prewarm_done", rep.model, gpus=rep.gpus, nbytes=rep.bytes_per_gpu)
+        if self.sink is not None:
+            self.sink.on_prewarm_done(rep.model, rep.gpus)
+
+    def evict(self, model: str, gpus: GpuSet) -> None:
+        gs = tuple(sorted(gpus))
+        if not gs or gs[-1] >= len(self.state.gpus):
+            return
+        rep = self.state.gpus[gs[0]].replicas.get(model)
+        if rep is not None and rep.gpus == gs:
+            self._drop_replica(rep, "evict")
+
+    def _drop_replica(self, rep: ReplicaState, why: str) -> None:
+        job = self.jobs.pop((rep.model, rep.gpus), None)
+        if job is not None:
+            self._cancel(job)
+        for g in rep.gpus:
+            del self.state.gpus[g].replicas[rep.model]
+            self.ledger.change(g, PREWARM, -rep.bytes_per_gpu, self.loop.t)
+        self._tl("evict", rep.model, gpus=rep.gpus, nbytes=rep.bytes_per_gpu, detail=why)
+
+    # ---- instances -----------------------------------------------------------
+    def start_instance(self, model: str, gpus: GpuSet, mem_fraction: float = 1.0) -> int:
+        spec, gs = self._check_gpus(model, gpus)
+        if not 0 < mem_fraction <= 1:
+            raise CapacityError(f"start {model}: mem_fraction {mem_fraction} not in (0, 1]")
+        st_all = self.state
+        for g in gs:
+            others = [st_all.instances[i] for i in st_all.gpus[g].instances]
+            if sum(o.mem_fraction for o in others) + mem_fraction > 1 + 1e-9:
+                raise CapacityError(f"start {model} on {gs}: GPU {g} is taken by instances {[o.instance_id for o in others]}")
+            if any(o.model == model for o in others):
+                raise CapacityError(f"start {model} on {gs}: GPU {g} already runs an instance of it")
+        now = self.loop.t
+        reuse: ReplicaState | None = None
+        if self.features.memory_switching:
+            cand = st_all.gpus[gs[0]].replicas.get(model)
+            if cand is not None and cand.gpus == gs:
+                reuse = cand
+        pool = st_all.gpus[gs[0]].capacity_bytes
+        bb = self._block_bytes[model]
+        blocks = (int(mem_fraction * pool) - spec.bytes_per_gpu) // bb
+        lim = self.hw.engine
+        if blocks * lim.kv_block_tokens < lim.max_model_len + lim.kv_block_tokens:
+            raise CapacityError(f"start {model}: mem_fraction {mem_fraction} leaves {max(blocks, 0)} KV blocks")
+        # check before changing anything: free memory plus what evicting other replicas would free
+        victims: dict[int, ReplicaState] = {}
+        for g in gs:
+            for rep in st_all.gpus[g].replicas.values():
+                if rep is not reuse:
+                    victims[id(rep)] = rep
+        need = blocks * bb + (0 if reuse is not None else spec.bytes_per_gpu)
+        for g in gs:
+            freed = sum(r.bytes_per_gpu for r in victims.values() if g in r.gpus)
+            if st_all.gpus[g].free_bytes + freed < need:
+                raise CapacityError(f"start {model} on {gs}: GPU {g} cannot hold {need} B "
+                                    f"({st_all.gpus[g].free_bytes} B free, {freed} B of replicas to evict)")
+        for rep in victims.values():  # evict whole replicas touching these GPUs
+            self._drop_replica(rep, f"claimed by {model}")
+        job = None
+        if reuse is not None:
+            job = self.jobs.pop((model, gs), None)
+            if job is not None:
+                job.waiters = []  # the replica is claimed: no prewarm_done for it
+            for g in gs:
+                del st_all.gpus[g].replicas[model]
+                self.ledger.move(g, PREWARM, WEIGHTS, spec.bytes_per_gpu, now)
+            self._tl("claim", model, gpus=gs, nbytes=spec.bytes_per_gpu)
+        else:
+            for g in gs:
+                self.ledger.change(g, WEIGHTS, spec.bytes_per_gpu, now)
+        for g in gs:
+            self.ledger.change(g, KV, blocks * bb, now)
+        if self._setup and self.setup_ready:
+            kind = StartKind.WARM
+        elif reuse is not None:
+            kind = StartKind.PREWARMED
+        elif self.features.worker_pool:
+            kind = StartKind.WORKER
+        else:
+            kind = StartKind.COLD
+        iid = self._next_iid
+        self._next_iid += 1
+        st = InstanceState(instance_id=iid, model=model, gpus=gs, phase=InstancePhase.STARTING, start_kind=kind,
+                           created_s=now, kv_blocks_total=blocks, mem_fraction=mem_fraction)
+        st_all.instances[iid] = st
+        for g in gs:
+            st_all.gpus[g].instances.append(iid)
+        if mem_fraction < 1:
+            self._colocated += 1
+        inst = Instance(st, self._lat[model], lim, self.loop, self.req, self._slow, self._req_done, self._busy,
+                        self._drained, self._preempted)  # type: ignore[arg-type]
+        inst.set_kv_blocks(blocks)
+        inst.reuse = reuse is not None
+        self.insts[iid] = inst
+        if mem_fraction < 1 or self._colocated:
+            self._update_slow(gs)
+        self._tl("instance_start", model, iid, gs, spec.bytes_per_gpu, blocks, str(kind))
+        lc = self.hw.lifecycle
+        if kind is StartKind.WARM:
+            inst.t_load0 = inst.t_load1 = now
+            self.loop.at(now, self._ready, inst)
+            return iid
+        init = 0.0 if self.features.worker_pool else lc.process_start_s + lc.cuda_context_s
+        if reuse is not None:
+            init += lc.engine_attach_s
+            inst.post_s = lc.mapping_s_per_GB * spec.bytes_per_gpu / 1e9 + lc.kv_alloc_s
+            inst.job = job
+        else:
+            init += lc.engine_init_s + (lc.tp_comm_setup_s if spec.tp > 1 else 0.0)
+            inst.post_s = lc.kv_alloc_s
+        self.loop.at(now + init, self._init_done, inst)
+        return iid
+
+    def _init_done(self, inst: Instance) -> None:
+        if inst.st.phase is InstancePhase.STOPPED:
+            return
+        inst.t_load0 = self.loop.t
+        if inst.reuse:
+            job = inst.job
+            if job is None or job.done:
+                self._load_done(inst)
+            else:
+                job.waiters.append(lambda: self._load_done(inst))
+        else:
+            inst.job = self._load(inst.st.model, inst.st.gpus)
+            inst.job.waiters.append(lambda: self._load_done(inst))
+
+    def _load_done(self, inst: Instance) -> None:
+        if inst.st.phase is InstancePhase.STOPPED:
+            return
+        inst.t_load1 = self.loop.t
+        self.loop.at(self.loop.t + inst.post_s, self._ready, inst)
+
+    def _ready(self, inst: Instance) -> None:
+        st = inst.st
+        if st.phase is InstancePhase.STOPPED:
+            return
+        inst.t_ready = st.ready_s = self.loop.t
+        inst.job = None
+        if st.phase is InstancePhase.STARTING:
+            st.phase = InstancePhase.READY
+        self._tl("instance_ready", st.model, st.instance_id, st.gpus)
+        inst.start_serving()
+        if st.phase is InstancePhase.STOPPING and inst.empty():
+            self._finish_stop(inst)
+        elif st.phase is InstancePhase.READY and self.sink is not None:
+            self.sink.on_instance_ready(st.instance_id)
+
+    def stop_instance(self, instance_id: int, keep_weights: bool = False) -> None:
+        st = self.state.instances.get(instance_id)
+        if st is None or st.phase not in _SERVING:
+            return  # already stopping or stopped: idempotent
+        inst = self.insts[instance_id]
+        was = st.phase
+        st.phase = InstancePhase.STOPPING
+        inst.keep = keep_weights or self.features.keep_weights_on_stop
+        self._tl("instance_stopping", st.model, instance_id, st.gpus)
+        if was is InstancePhase.STARTING and st.inflight == 0:
+            if inst.job is not None and not inst.job.done:
+                self._cancel(inst.job)
+                inst.keep = False  # weights incomplete
+            self._finish_stop(inst)
+        elif was is InstancePhase.READY and inst.empty():
+            self._finish_stop(inst)
+
+    def _drained(self, inst: Instance) -> None:
+        if inst.st.phase is InstancePhase.STOPPING and not math.isnan(inst.t_ready):
+            self._finish_stop(inst)
+
+    def _finish_stop(self, inst: Instance) -> None:
+        st = inst.st
+        now = self.loop.t
+        spec = self.state.models[st.model]
+        bb = self._block_bytes[st.model]
+        kv_held = (st.kv_blocks_total - st.kv_blocks_lent) * bb
+        keep = inst.keep and (inst.reuse or not math.isnan(inst.t_load1))
+        for g in st.gpus:
+            gpu = self.state.gpus[g]
+            if kv_held:
+                self.ledger.change(g, KV, -kv_held, now)
+            gpu.instances.remove(st.instance_id)
+        if keep:
+            rep = ReplicaState(model=st.model, gpus=st.gpus, bytes_per_gpu=spec.bytes_per_gpu, ready=True, since_s=now)
+            for g in st.gpus:
+                self.ledger.move(g, WEIGHTS, PREWARM, spec.bytes_per_gpu, now)
+                self.state.gpus[g].replicas[st.model] = rep
+        else:
+            for g in st.gpus:
+                self.ledger.change(g, WEIGHTS, -spec.bytes_per_gpu, now)
+        if st.mem_fraction < 1:
+            self._colocated -= 1
+        self._update_slow(st.gpus)
+        st.phase = InstancePhase.STOPPED
+        inst.t_stop = now
+        inst.gen += 1
+        self._tl("instance_stop", st.model, st.instance_id, st.gpus, detail="kept_weights" if keep else "")
+        if keep:
+            self._tl("prewarm_done", st.model, gpus=st.gpus, nbytes=spec.bytes_per_gpu, detail="kept_on_stop")
+        if self.sink is not None:
+            self.sink.on_instance_stopped(st.instance_id)
+        del self.state.instances[st.instance_id]  # the state is the live picture
+
+    def lend_kv(self, instance_id: int, blocks: int) -> int:
+        st = self.state.instances.get(instance_id)
+        if st is None or st.phase is InstancePhase.STOPPED:
+            return 0
+        inst = self.insts[instance_id]
+        bb = self._block_bytes[st.model]
+        now = self.loop.t
+        target = max(0, int(blocks))
+        if target > st.kv_blocks_lent:
+            free = st.kv_blocks_total - st.kv_blocks_lent - inst.used_blocks()
+            d = min(target - st.kv_blocks_lent, max(free, 0))
+            for g in st.gpus:
+                self.ledger.change(g, KV, -d * bb, now)
+        else:
+            room = min(self.state.gpus[g].free_bytes for g in st.gpus) // bb
+            d = -min(st.kv_blocks_lent - target, room)
+            for g in st.gpus:
+                self.ledger.change(g, KV, -d * bb, now)
+        if d:
+            st.kv_blocks_lent += d
+            inst.set_kv_blocks(st.kv_blocks_total - st.kv_blocks_lent)
+            self._tl("kv_reserve", st.model, instance_id, st.gpus, nbytes=st.kv_blocks_lent * bb,
+                     blocks=st.kv_blocks_lent)
+        return st.kv_blocks_lent
+
+    # ---- requests ------------------------------------------------------------
+    def dispatch(self, request_id: int, instance_id: int) -> None:
+        st = self.state.instances.get(instance_id)
+        if st is None or st.phase not in _SERVING:
+            raise CapacityError(f"dispatch of request {request_id} to instance {instance_id} which is not serving")
+        req = self.req
+        assert req is not None
+        row = req.row(request_id)
+        st.inflight += 1
+        req.instance[row] = instance_id
+        self.insts[instance_id].enqueue(row)
+
+    def _arrive(self, row: int) -> None:
+        req = self.req
+        assert req is not None and self.sink is not None
+        self._delivered += 1
+        if row + 1 < req.n:
+            self.loop.at(req.arrival[row + 1], self._arrive, row + 1)
+        self.sink.on_arrival(Request(int(req.request_id[row]), req.arrival[row], req.model_names[req.model[row]],
+                                     req.inp[row], req.out[row]))
+
+    def _req_done(self, inst: Instance, row: int, status: int) -> None:
+        self._ended += 1
+        if self.sink is not None:
+            self.sink.on_finish(int(self.req.request_id[row]), inst.st.model, inst.st.instance_id,  # type: ignore[union-attr]
+                                _STATUS[status])
+
+    def _busy(self, inst: Instance, t0: float, t1: float) -> None:
+        i = inst.seg
+        if i >= 0 and self.seg_t1[i] == t0:
+            self.seg_t1[i] = t1
+        else:
+            inst.seg = len(self.seg_t0)
+            self.seg_inst.append(inst.st.instance_id)
+            self.seg_t0.append(t0)
+            self.seg_t1.append(t1)
+
+    def _preempted(self, inst: Instance, row: int) -> None:
+        self._tl("preempt", inst.st.model, inst.st.instance_id, inst.st.gpus)
+
+    # ---- the run -------------------------------------------------------------
+    def replay(self, workload: pd.DataFrame, controller: Any, until_s: float, *,
+               on_start: Callable[[], None] | None = None,
+               progress: Callable[[float], None] | None = None) -> ReplayInfo:
+        self.req = req = RequestTable(workload, {m: i for i, m in enumerate(self.state.models)})
+        self.sink = controller
+        self._setup = True
+        controller.start()
+        self._setup = False
+        if on_start is not None:
+            on_start()
+        n = req.n
+        if n:
+            self.loop.at(req.arrival[0], self._arrive, 0)
+        self.loop.run(until_s, lambda: self._ended >= n and self._delivered >= n, progress, self.progress_every_s)
+        controller.stop()
+        self.end_s = self.loop.t
+        unfinished = 0
+        for r in controller.pending_requests():
+            row = req.row(r.request_id)
+            req.status[row] = TIMEOUT
+            unfinished += 1
+        for inst in self.insts.values():
+            for row in inst.abandon():
+                req.status[row] = TIMEOUT
+                unfinished += 1
+        status = np.frombuffer(req.status, dtype=np.int8)
+        undelivered = status == PENDING  # arrivals after until_s (none when until_s >= the last arrival)
+        if undelivered.any():
+            unfinished += int(undelivered.sum())
+            status[undelivered] = TIMEOUT
+        return ReplayInfo(end_s=self.end_s, requests=n, unfinished=unfinished, events=self.loop.events,
+                          extra={"bytes_loaded": self.net.bytes_moved, "instances": len(self.insts)})
+
+    # ---- outputs -------------------------------------------------------------
+    def request_log(self) -> pd.DataFrame:
+        assert self.req is not None, "replay() first"
+        return build_request_log(self.req, self.insts)
+
+    def timeline(self) -> pd.DataFrame:
+        return build_timeline(self.timeline_rows)
+
+    def utilization(self, interval_s: float) -> pd.DataFrame:
+        return build_utilization(self, interval_s)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": "sim",
+            "simulated": True,
+            "hardware_profile": self.hw.name,
+            "hardware_placeholder": self.hw.placeholder,
+            "features": self.features.as_dict(),
+            "setup_ready": self.setup_ready,
+            "nodes": self.state.nodes,
+            "gpus_per_node": self.state.gpus_per_node,
+        }
+
+
+def _cluster_shape(cluster: Any) -> tuple[int, int]:
+    c = dict(cluster) if not isinstance(cluster, DictConfig) else {k: cluster[k] for k in cluster}
+    out = []
+    for key in ("nodes", "gpus_per_node"):
+        if key not in c:
+            raise InputError(f"cluster: missing field '{key}'")
+        try:
+            v = int(c[key])
+        except (TypeError, ValueError):
+            raise InputError(f"cluster.{key}: not an integer: {c[key]!r}") from None
+        if v < 1:
+            raise InputError(f"cluster.{key}: must be >= 1, got {v}")
+        out.append(v)
+    return out[0], out[1]

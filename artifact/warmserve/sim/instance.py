@@ -1,0 +1,311 @@
+"""One serving engine at iteration granularity (vLLM-0.6-style continuous batching).
+
+Scheduling, as the published engines (vLLM 0.6.3, no chunked prefill) do it:
+
+* Waiting sequences are admitted FIFO into a *prefill iteration* while the
+  running count stays under ``max_num_seqs``, the iteration's prompt tokens
+  under ``max_num_batched_tokens``, and the KV cache has room. Prefill runs
+  alone (running sequences wait one iteration) and yields each admitted
+  sequence's next token (the first token, for a new request).
+* Otherwise all running sequences take *decode steps* together. Step time is
+  ``decode_base + per_seq * batch + per_ctx_token * context_tokens`` (times a
+  colocation factor when instances share a GPU).
+* KV is counted in tokens with one slack block per running sequence (an upper
+  bound of vLLM's per-sequence block rounding, so the twin preempts at most a
+  block early). When the next step would not fit, the most recently admitted
+  sequence is preempted *by recomputation*: it goes back to the head of the
+  waiting queue and its prompt plus generated tokens are prefilled again.
+* A request that cannot fit an empty engine (longer than ``max_model_len`` or
+  than the whole KV cache, or over the token budget alone) fails.
+
+Cost per event, not per token: between events the batch is constant, so a
+run of ``k`` decode steps is one heap event (``k`` = steps until the first
+sequence finishes or KV runs out); its duration is the closed form
+``k*A + D*k*(k-1)/2`` (context grows by ``batch`` tokens a step). New work
+arriving mid-run truncates it at the end of the step in progress (solving the
+quadratic for the steps already done), never rescheduling per token.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from warmserve.control.seam import InstancePhase, InstanceState
+from warmserve.sim.profile import EngineLimits, Latency
+from warmserve.sim.requests import FAILED, OK, RequestTable
+
+if TYPE_CHECKING:
+    from warmserve.sim.events import EventLoop
+
+IDLE, PREFILL, DECODE = 0, 1, 2
+
+
+class Instance:
+    __slots__ = (
+        "st", "lat", "lim", "loop", "req", "slow_of", "on_done", "on_busy", "on_drained", "on_preempt",
+        "waiting", "running", "fin", "step", "ctx", "cap_tokens", "block_tokens", "mode", "gen",
+        "t0", "k", "B", "A", "D", "batch", "in_handler", "truncated",
+        "t_created", "t_load0", "t_load1", "t_ready", "t_stop", "seg", "keep", "job", "post_s", "reuse", "slow",
+    )
+
+    def __init__(self, st: InstanceState, lat: Latency, lim: EngineLimits, loop: EventLoop, req: RequestTable,
+                 slow_of: Callable[[Instance], float], on_done: Callable[[Instance, int, int], None],
+                 on_busy: Callable[[Instance, float, float], None], on_drained: Callable[[Instance], None],
+                 on_preempt: Callable[[Instance, int], None]) -> None:
+        self.st = st
+        self.lat = lat
+        self.lim = lim
+        self.loop = loop
+        self.req = req
+        self.slow_of = slow_of
+        self.on_done = on_done  # (instance, row, status) after a request ends
+        self.on_busy = on_busy  # (instance, t0, t1) computing interval
+        self.on_drained = on_drained  # stopping instance became empty
+        self.on_preempt = on_preempt
+        self.waiting: deque[int] = deque()
+        self.running: dict[int, None] = {}  # admission order (preemption victim = last)
+        self.fin: list[tuple[int, int, int]] = []  # (finish_step, row, epoch)
+        self.step = 0
+        self.ctx = 0
+        self.block_tokens = lim.kv_block_tokens
+        self.cap_tokens = 0
+        self.mode = IDLE
+        self.gen = 0
+        self.t0 = self.A = self.D = 0.0
+        self.k = self.B = 0
+        self.batch: list[int] = []
+        self.in_handler = False
+        self.truncated = False
+        self.t_created = loop.t
+        self.t_load0 = self.t_load1 = self.t_ready = self.t_stop = math.nan
+        self.seg = -1  # index of this instance's last busy segment (backend bookkeeping)
+        self.keep = False  # keep weights as a replica when stopped
+        self.job = None  # the weight load this start waits for (backend's LoadJob)
+        self.post_s = 0.0  # init time after the load (mapping + KV allocation)
+        self.reuse = False  # adopted a resident replica (memory switching)
+        self.slow = 1.0  # colocation factor; the backend updates it when instances share this GPU set
+
+    # ---- capacity ------------------------------------------------------------
+    def set_kv_blocks(self, blocks: int) -> None:
+        self.cap_tokens = blocks * self.block_tokens
+        self.interrupt()
+
+    def used_blocks(self) -> int:
+        if not self.running and self.mode != PREFILL:
+            return 0
+        n = len(self.running) + (len(self.batch) if self.mode == PREFILL else 0)
+        return -(-(self.ctx + n * self.block_tokens) // self.block_tokens)
+
+    # ---- work in ---------------------------------------------------------------
+    def enqueue(self, row: int) -> None:
+        self.waiting.append(row)
+        if self.in_handler or self.st.phase is not InstancePhase.READY and self.st.phase is not InstancePhase.STOPPING:
+            return
+        if self.mode == IDLE:
+            self.schedule()
+        elif self.mode == DECODE:
+            self.interrupt()
+
+    def interrupt(self) -> None:
+        """New work or a smaller KV cache: end the current decode run after the step in progress."""
+        if self.mode != DECODE or self.truncated or self.in_handler:
+            return
+        e = self.loop.t - self.t0
+        A, D = self.A, self.D
+        if D > 0:
+            b = A - D / 2
+            j = int((-b + math.sqrt(b * b + 2 * D * e)) / D)
+        else:
+            j = int(e / A)
+        while j > 0 and j * A + D * j * (j - 1) / 2 > e:  # float guards
+            j -= 1
+        while (j + 1) * A + D * (j + 1) * j / 2 <= e:
+            j += 1
+        kn = j + 1
+        if kn < self.k:
+            self.k = kn
+            self.gen += 1
+            self.truncated = True
+            t_end = self.t0 + kn * A + D * kn * (kn - 1) / 2
+            self.loop.at(max(t_end, self.loop.t), self._decode_done, self.gen)
+
+    def start_serving(self) -> None:
+        if self.waiting and self.mode == IDLE:
+            self.schedule()
+
+    # ---- the scheduler ---------------------------------------------------------
+    def schedule(self) -> None:
+        """Start the next iteration (prefill if anyone can be admitted, else a decode run).
+
+        Requests that fail admission are ended after the decision, with the
+        handler flag up, so that callbacks dispatching new work to this very
+        instance only enqueue it; the loop then decides again if still idle.
+        """
+        while self.mode == IDLE:
+            failed = self._decide()
+            if not failed:
+                break
+            self.in_handler = True
+            for row in failed:
+                self._end(row, FAILED)
+            self.in_handler = False
+        n = len(self.running) + (len(self.batch) if self.mode == PREFILL else 0)
+        bt = self.block_tokens
+        self.st.kv_blocks_used = -(-(self.ctx + n * bt) // bt) if n else 0
+        if self.mode == IDLE and self.st.phase is InstancePhase.STOPPING and self.empty():
+            self.on_drained(self)
+
+    def _decide(self) -> list[int]:
+        req = self.req
+        lim = self.lim
+        bt = self.block_tokens
+        running = self.running
+        waiting = self.waiting
+        failed: list[int] = []
+        # -- admit a prefill batch; leave room for one more step of everyone (no admit-then-preempt)
+        batch: list[int] = []
+        tokens = 0
+        while waiting and len(running) + len(batch) < lim.max_num_seqs:
+            row = waiting[0]
+            need = req.inp[row] + req.gen[row]
+            if (need + bt + 1 > self.cap_tokens and not running and not batch) \
+                    or need > lim.max_num_batched_tokens or req.inp[row] + req.out[row] > lim.max_model_len:
+                waiting.popleft()
+                failed.append(row)
+                continue
+            if batch and tokens + need > lim.max_num_batched_tokens:
+                break
+            n = len(running) + len(batch) + 1
+            if self.ctx + need + n * (bt + 1) > self.cap_tokens:
+                break
+            waiting.popleft()
+            batch.append(row)
+            tokens += need
+            self.ctx += need
+        if batch:
+            self.mode = PREFILL
+            self.batch = batch
+            self.t0 = self.loop.t
+            self.gen += 1
+            dur = self.lat.prefill_s(tokens) * self.slow
+            self.loop.at(self.t0 + dur, self._prefill_done, self.gen)
+            return failed
+        if not running:
+            return failed
+        # -- a decode run
+        B = len(running)
+        k_kv = (self.cap_tokens - self.ctx - B * bt) // B
+        while k_kv < 1:
+            self._preempt_last()
+            B = len(running)
+            if B == 0:
+                failed.extend(self._decide())  # alone now: the victim is re-admitted or fails
+                return failed
+            k_kv = (self.cap_tokens - self.ctx - B * bt) // B
+        fin = self.fin
+        while fin and (fin[0][2] != req.epoch[fin[0][1]] or fin[0][1] not in running):
+            heapq.heappop(fin)
+        k = min(fin[0][0] - self.step, k_kv)
+        lat = self.lat
+        slow = self.slow
+        self.A = slow * (lat.decode_base + lat.decode_per_seq * B + lat.decode_per_ctx_token * self.ctx)
+        self.D = slow * lat.decode_per_ctx_token * B
+        self.B = B
+        self.k = k
+        self.mode = DECODE
+        self.truncated = False
+        self.t0 = self.loop.t
+        self.gen += 1
+        self.loop.at(self.t0 + k * self.A + self.D * k * (k - 1) / 2, self._decode_done, self.gen)
+        return failed
+
+    def _preempt_last(self) -> None:
+        row = next(reversed(self.running))
+        del self.running[row]
+        req = self.req
+        generated = req.gen[row] + (self.step - req.admit_step[row])
+        req.gen[row] = generated
+        req.epoch[row] += 1
+        self.ctx -= req.inp[row] + generated
+        self.waiting.appendleft(row)
+        self.on_preempt(self, row)
+
+    # ---- iteration ends --------------------------------------------------------
+    def _prefill_done(self, gen: int) -> None:
+        if gen != self.gen:
+            return
+        t = self.loop.t
+        self.on_busy(self, self.t0, t)
+        self.mode = IDLE
+        req = self.req
+        dur = t - self.t0
+        ended: list[int] = []
+        self.in_handler = True
+        for row in self.batch:
+            g = req.gen[row] + 1
+            req.gen[row] = g
+            self.ctx += 1
+            if req.first[row] != req.first[row]:  # NaN: first token of this request
+                req.first[row] = t
+                req.prefill[row] = dur
+            rem = req.out[row] - g
+            if rem <= 0:
+                self.ctx -= req.inp[row] + g
+                ended.append(row)
+            else:
+                self.running[row] = None
+                req.admit_step[row] = self.step
+                heapq.heappush(self.fin, (self.step + rem, row, req.epoch[row]))
+        self.batch = []
+        for row in ended:
+            self._end(row, OK)
+        self.in_handler = False
+        self.schedule()
+
+    def _decode_done(self, gen: int) -> None:
+        if gen != self.gen:
+            return
+        t = self.loop.t
+        self.on_busy(self, self.t0, t)
+        self.mode = IDLE
+        self.step += self.k
+        self.ctx += self.B * self.k
+        req = self.req
+        fin = self.fin
+        step = self.step
+        running = self.running
+        self.in_handler = True
+        while fin and fin[0][0] <= step:
+            _, row, ep = heapq.heappop(fin)
+            if ep != req.epoch[row] or row not in running:
+                continue
+            del running[row]
+            self.ctx -= req.inp[row] + req.out[row]
+            self._end(row, OK)
+        self.in_handler = False
+        self.schedule()
+
+    def _end(self, row: int, status: int) -> None:
+        req = self.req
+        req.status[row] = status
+        req.finish[row] = self.loop.t
+        self.st.inflight -= 1
+        self.on_done(self, row, status)
+
+    # ---- stopping --------------------------------------------------------------
+    def empty(self) -> bool:
+        return not self.waiting and not self.running and self.mode == IDLE
+
+    def abandon(self) -> list[int]:
+        """The replay ended: return every request still inside (they become timeouts)."""
+        rows = list(self.waiting) + list(self.running) + (self.batch if self.mode == PREFILL else [])
+        self.waiting.clear()
+        self.running.clear()
+        self.batch = []
+        self.gen += 1
+        self.mode = IDLE
+        return rows

@@ -1,0 +1,157 @@
+"""The twin's hardware profile: ``configs/hardware/<name>.yaml``, validated and typed.
+
+A profile missing a field, a negative bandwidth or a model whose (base, TP)
+has no latency entry is an ``InputError`` naming the field, raised before
+anything runs. The values' provenance is in the YAML comments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from warmserve.control.seam import ModelSpec
+from warmserve.errors import InputError
+
+LINK_FIELDS = ("pcie_h2d_GBps", "pcie_d2h_GBps", "pcie_switch_uplink_GBps", "host_mem_GBps", "nvme_GBps", "hbm_GBps")
+LIFECYCLE_FIELDS = ("process_start_s", "cuda_context_s", "engine_init_s", "engine_attach_s",
+                    "tp_comm_setup_s", "mapping_s_per_GB", "kv_alloc_s")
+ENGINE_FIELDS = ("max_num_seqs", "max_num_batched_tokens", "kv_block_tokens", "max_model_len")
+LATENCY_FIELDS = ("prefill_base_ms", "prefill_per_token_ms", "decode_base_ms", "decode_per_seq_ms",
+                  "decode_per_ctx_token_ms")
+
+
+@dataclass(frozen=True, slots=True)
+class Latency:
+    """Iteration latency of one (model base, TP) in seconds (the YAML is in ms)."""
+
+    prefill_base: float
+    prefill_per_token: float
+    decode_base: float
+    decode_per_seq: float
+    decode_per_ctx_token: float
+
+    def prefill_s(self, tokens: int) -> float:
+        return self.prefill_base + self.prefill_per_token * tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Lifecycle:
+    process_start_s: float
+    cuda_context_s: float
+    engine_init_s: float
+    engine_attach_s: float
+    tp_comm_setup_s: float
+    mapping_s_per_GB: float
+    kv_alloc_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class EngineLimits:
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    kv_block_tokens: int
+    max_model_len: int
+
+
+@dataclass(frozen=True, slots=True)
+class HardwareProfile:
+    name: str
+    gpu_mem_bytes: int
+    gpu_mem_utilization: float
+    pcie_h2d_Bps: float
+    pcie_d2h_Bps: float
+    h2d_slowdown_under_d2h: float
+    gpus_per_pcie_switch: int
+    switch_uplink_Bps: float
+    host_mem_Bps: float
+    nvme_Bps: float
+    host_cache_bytes: int
+    lifecycle: Lifecycle
+    engine: EngineLimits
+    colocation_slowdown: float
+    latency: Mapping[tuple[str, int], Latency]
+    placeholder: bool = False
+
+    @property
+    def pool_bytes(self) -> int:
+        """Per-GPU memory usable by weights + KV (the published pool = utilisation x memory)."""
+        return int(self.gpu_mem_bytes * self.gpu_mem_utilization)
+
+    def latency_of(self, spec: ModelSpec) -> Latency:
+        return self.latency[(spec.base, spec.tp)]
+
+
+def _num(cfg: Mapping[str, Any], key: str, where: str, *, positive: bool = False) -> float:
+    if key not in cfg or cfg[key] is None:
+        raise InputError(f"{where}: missing field '{key}'")
+    try:
+        v = float(cfg[key])
+    except (TypeError, ValueError):
+        raise InputError(f"{where}.{key}: not a number: {cfg[key]!r}") from None
+    if v < 0 or (positive and v == 0):
+        raise InputError(f"{where}.{key}: must be {'> 0' if positive else '>= 0'}, got {v}")
+    return v
+
+
+def load_profile(cfg: DictConfig | Mapping[str, Any]) -> HardwareProfile:
+    """Validate and type a hardware config (``cfg.hardware``)."""
+    c = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    assert isinstance(c, dict)
+    w = f"hardware '{c.get('name', '?')}'"
+    for key in ("lifecycle", "engine", "latency"):
+        if not isinstance(c.get(key), dict):
+            raise InputError(f"{w}: missing section '{key}'")
+    util = _num(c, "gpu_mem_utilization", w, positive=True)
+    if util > 1:
+        raise InputError(f"{w}.gpu_mem_utilization: must be <= 1, got {util}")
+    links = {k: _num(c, k, w, positive=True) for k in LINK_FIELDS}
+    slow = _num(c, "h2d_slowdown_under_d2h", w)
+    if slow >= 1:
+        raise InputError(f"{w}.h2d_slowdown_under_d2h: must be < 1, got {slow}")
+    life = Lifecycle(**{k: _num(c["lifecycle"], k, f"{w}.lifecycle") for k in LIFECYCLE_FIELDS})
+    eng = EngineLimits(**{k: int(_num(c["engine"], k, f"{w}.engine", positive=True)) for k in ENGINE_FIELDS})
+    lat: dict[tuple[str, int], Latency] = {}
+    for base, per_tp in c["latency"].items():
+        for tpkey, coeffs in dict(per_tp).items():
+            where = f"{w}.latency.{base}.{tpkey}"
+            if not str(tpkey).startswith("tp") or not str(tpkey)[2:].isdigit():
+                raise InputError(f"{where}: key must look like 'tp<N>'")
+            v = [_num(coeffs, k, where) / 1e3 for k in LATENCY_FIELDS]
+            lat[(str(base), int(str(tpkey)[2:]))] = Latency(*v)
+    return HardwareProfile(
+        name=str(c.get("name", "?")),
+        gpu_mem_bytes=int(_num(c, "gpu_mem_bytes", w, positive=True)),
+        gpu_mem_utilization=util,
+        pcie_h2d_Bps=links["pcie_h2d_GBps"] * 1e9,
+        pcie_d2h_Bps=links["pcie_d2h_GBps"] * 1e9,
+        h2d_slowdown_under_d2h=slow,
+        gpus_per_pcie_switch=int(_num(c, "gpus_per_pcie_switch", w, positive=True)),
+        switch_uplink_Bps=links["pcie_switch_uplink_GBps"] * 1e9,
+        host_mem_Bps=links["host_mem_GBps"] * 1e9,
+        nvme_Bps=links["nvme_GBps"] * 1e9,
+        host_cache_bytes=int(_num(c, "host_cache_bytes", w)),
+        lifecycle=life,
+        engine=eng,
+        colocation_slowdown=_num(c, "colocation_slowdown", w),
+        latency=lat,
+        placeholder=bool(c.get("placeholder", False)),
+    )
+
+
+def check_models_fit(hw: HardwareProfile, models: Mapping[str, ModelSpec], gpus_per_node: int) -> None:
+    """Every served model must have a latency entry, fit a GPU at its TP and fit a node."""
+    for name, spec in models.items():
+        if spec.tp > gpus_per_node:
+            raise InputError(f"model {name}: tp={spec.tp} exceeds cluster.gpus_per_node={gpus_per_node}")
+        if (spec.base, spec.tp) not in hw.latency:
+            raise InputError(f"hardware '{hw.name}'.latency.{spec.base}.tp{spec.tp}: missing (model {name})")
+        block = -(-spec.kv_bytes_per_token // spec.tp) * hw.engine.kv_block_tokens
+        need = spec.bytes_per_gpu + block * -(-hw.engine.max_model_len // hw.engine.kv_block_tokens)
+        if need > hw.pool_bytes:
+            raise InputError(
+                f"model {name}: weights {spec.bytes_per_gpu / 2**30:.1f} GiB/GPU at tp={spec.tp} plus KV for one "
+                f"max_model_len sequence do not fit hardware '{hw.name}' pool {hw.pool_bytes / 2**30:.1f} GiB/GPU")

@@ -1,0 +1,21 @@
+"""The real testbed: the one controller driving real vLLM engine processes on the wall clock.
+
+Pieces (one job each):
+
+``clock``        ``WallClock``: the seam's ``Clock`` on an asyncio loop (seconds since replay start).
+``ports``        loopback port allocation and "is this port taken" checks.
+``engines``      start / health-check / stop one OpenAI-compatible engine process
+                 (``python -m vllm.entrypoints.openai.api_server`` or the stub engine).
+``stub_engine``  a tiny OpenAI-compatible fake engine (aiohttp) for tests and benchmarks.
+``prespawn``     a process that has already imported vLLM and waits for its arguments on
+                 stdin: the "worker" prewarm mechanism (the published pre-spawned api_servers).
+``mechanisms``   how a start is served: fresh process (cold), pre-spawned process (worker),
+                 standby engine (CPU stand-in for prewarmed weights), vLLM sleep mode (GPU).
+``frontdoor``    the HTTP front door routing each request by model to the controller's pick.
+``replay``       the open-loop streaming client measuring TTFT/TPOT at the client.
+``backend``      ``TestbedBackend``: the seam's ``Backend`` verbs acting on engines.
+``utilization``  per-second process CPU/memory (CPU) or NVML (GPU) sampling.
+``ray_nodes``    one Ray actor per node owning that node's engines (multi-machine runs).
+``tiny_models``  random-weight Llama checkpoints made locally (no downloads, no tokenizer).
+``runner``       one testbed run end to end, writing the same outputs as the twin.
+"""

@@ -1,0 +1,575 @@
+"""``TestbedBackend``: the seam's ``Backend`` verbs acting on real engine processes.
+
+The controller calls the verbs synchronously on the asyncio loop thread; each
+verb updates ``ClusterState`` at once (the controller must see its own
+decision) and spawns a task that does the slow, real work (start a process,
+wait for ``/health``, drain, kill). Completion comes back through the
+``EventSink`` exactly as on the twin.
+
+"GPUs" on the CPU testbed are *slots*: a set of cores (``cores`` in the
+config, given to each engine as ``VLLM_CPU_OMP_THREADS_BIND``) with a memory
+budget (``capacity_bytes``) that the policies plan against. Memory accounting
+in ``ClusterState`` follows the seam (weights, KV share, replicas); the real
+resident memory of each process is sampled separately into the utilisation log.
+
+Every start records its ``Mechanism`` (see ``warmserve.testbed.mechanisms``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from warmserve.control.seam import (
+    Backend,
+    CapacityError,
+    ClusterState,
+    EventSink,
+    GpuSet,
+    GpuState,
+    InstancePhase,
+    InstanceState,
+    ModelSpec,
+    ReplicaState,
+    Request,
+    RequestStatus,
+    StartKind,
+)
+from warmserve.testbed.clock import WallClock
+from warmserve.testbed.engines import EngineError, EngineProcess, PortTaken
+from warmserve.testbed.mechanisms import EngineFactory, Mechanism, SleepModeClient
+from warmserve.testbed.ports import PortAllocator
+
+
+@dataclass(slots=True)
+class TestbedSettings:
+    """Resolved ``configs/backend/testbed*.yaml`` (minus the engine command)."""
+
+    device: str  # "cpu" or "cuda"
+    slot_cores: list[str]  # per global slot ("GPU"): OMP core binding, e.g. "0" or "0-1"
+    capacity_bytes: int  # per slot, what policies plan against
+    max_engines: int  # hard cap on live engine processes (memory guard)
+    prespawned_pool: int  # pre-spawned processes kept ready ("worker" starts)
+    sleep_level: int = 1  # GPU sleep mode level used by evict
+    adopt_replicas: bool = True  # features.memory_switching: a start may adopt a standby/sleeping engine
+    keep_weights_on_stop: bool = False  # features.keep_weights_on_stop
+    kv_block_tokens: int = 16
+    port_first: int = 18100
+    port_count: int = 400
+    max_port_retries: int = 3
+
+
+@dataclass(slots=True)
+class _Runtime:
+    """What the backend knows of one instance beyond ``InstanceState``."""
+
+    engine: EngineProcess | None
+    mechanism: Mechanism
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    error: str | None = None
+    start_mono: float = 0.0
+    task: asyncio.Task | None = None
+
+
+@dataclass(slots=True)
+class _Standby:
+    """A prewarmed replica's engine (CPU: a whole idle engine; GPU: weights awake)."""
+
+    model: str
+    gpus: GpuSet
+    engine: EngineProcess | None = None
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    error: str | None = None
+    task: asyncio.Task | None = None
+
+
+@dataclass(slots=True)
+class _Prespawned:
+    engine: EngineProcess
+    ready_file: Path
+    cores: str
+
+
+class TestbedBackend(Backend):
+    """Real engines on the wall clock. Use ``async with`` (or ``open``/``close``)."""
+
+    def __init__(
+        self,
+        settings: TestbedSettings,
+        factory: EngineFactory,
+        models: dict[str, ModelSpec],
+        nodes: int,
+        gpus_per_node: int,
+        clock: WallClock,
+    ) -> None:
+        if len(settings.slot_cores) != nodes * gpus_per_node:
+            raise ValueError(f"need {nodes * gpus_per_node} slot core sets, got {len(settings.slot_cores)}")
+        self.settings = settings
+        self.factory = factory
+        self.clock = clock
+        gpus = [GpuState(gpu=g, node=g // gpus_per_node, capacity_bytes=settings.capacity_bytes)
+                for g in range(nodes * gpus_per_node)]
+        self.state = ClusterState(nodes=nodes, gpus_per_node=gpus_per_node, gpus=gpus, models=dict(models))
+        self.sink: EventSink | None = None
+        self.timeline_rows: list[dict] = []  # DESIGN timeline events (+ mechanism)
+        self.counters: dict[str, int] = {"kv_lend_unsupported": 0, "prewarm_refused": 0, "ports_skipped": 0}
+        self.ports = PortAllocator(settings.port_first, settings.port_count, factory.host)
+        self._ids = itertools.count()
+        self._rt: dict[int, _Runtime] = {}
+        self._standby: dict[tuple[str, GpuSet], _Standby] = {}
+        self._pool: list[_Prespawned] = []
+        self._waiting: dict[int, asyncio.Future[int]] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._session: aiohttp.ClientSession | None = None
+        self._tmp = Path(tempfile.mkdtemp(prefix="warmserve-prespawn-"))
+        self._closed = False
+
+    # ---- lifecycle -------------------------------------------------------
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        return self._session
+
+    async def open(self) -> None:
+        """Fill the pre-spawned pool (waits until each has imported its engine module)."""
+        for _ in range(self.settings.prespawned_pool):
+            self._pool.append(self._spawn_prespawned())
+        await asyncio.gather(*(self._wait_prespawned(p) for p in self._pool))
+
+    async def close(self) -> None:
+        """Stop every engine and task; frees all ports. Idempotent, safe after Ctrl-C."""
+        if self._closed:
+            return
+        self._closed = True
+        self.clock.cancel_all()
+        for t in list(self._tasks):
+            t.cancel()
+        for fut in self._waiting.values():
+            if not fut.done():
+                fut.cancel()
+        engines = [rt.engine for rt in self._rt.values()] + [s.engine for s in self._standby.values()]
+        engines += [p.engine for p in self._pool]
+        grace = self.factory.cfg.stop_grace_s
+        await asyncio.gather(*(asyncio.to_thread(e.stop, grace) for e in engines if e is not None))
+        for e in engines:
+            if e is not None and e.spec.port:
+                self.ports.release(e.spec.port)
+        if self._session is not None:
+            await self._session.close()
+        self.counters["ports_skipped"] = len(self.ports.skipped)
+
+    async def __aenter__(self) -> TestbedBackend:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def live_engines(self) -> list[EngineProcess]:
+        out = [rt.engine for rt in self._rt.values() if rt.engine is not None and rt.engine.alive()]
+        out += [s.engine for s in self._standby.values() if s.engine is not None and s.engine.alive()]
+        out += [p.engine for p in self._pool if p.engine.alive()]
+        return out
+
+    def engine_pids(self) -> dict[int, tuple[int, int | None]]:
+        """pid -> (slot, instance id or None) of every live engine (for utilisation sampling)."""
+        out: dict[int, tuple[int, int | None]] = {}
+        for iid, rt in self._rt.items():
+            if rt.engine is not None and rt.engine.proc is not None and rt.engine.alive():
+                out[rt.engine.proc.pid] = (self.state.instances[iid].gpus[0], iid)
+        for s in self._standby.values():
+            if s.engine is not None and s.engine.proc is not None and s.engine.alive():
+                out[s.engine.proc.pid] = (s.gpus[0], None)
+        return out
+
+    # ---- helpers ---------------------------------------------------------
+    def _spawn(self, coro) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _event(self, kind: str, **kw: object) -> None:
+        row = {"t_s": self.clock.now(), "kind": kind, "model": None, "instance_id": None, "gpus": None,
+               "bytes": 0, "mechanism": None, "start_kind": None, "detail": None}
+        row.update(kw)
+        if isinstance(row["gpus"], tuple):
+            row["gpus"] = ",".join(map(str, row["gpus"]))
+        self.timeline_rows.append(row)
+
+    def _cores(self, gpus: GpuSet) -> str:
+        return ",".join(self.settings.slot_cores[g] for g in gpus)
+
+    def _name(self, tag: str, model: str) -> str:
+        return f"{tag}{next(self._ids)}-{model}"
+
+    def _spawn_prespawned(self) -> _Prespawned:
+        name = self._name("p", "pool")
+        ready = self._tmp / f"{name}.ready"
+        cores = ",".join(self.settings.slot_cores)
+        spec = self.factory.prespawn(name, ready, cores)
+        eng = EngineProcess(spec, stdin_pipe=True)
+        eng.launch()
+        return _Prespawned(engine=eng, ready_file=ready, cores=cores)
+
+    async def _wait_prespawned(self, p: _Prespawned) -> None:
+        deadline = time.monotonic() + self.factory.cfg.startup_timeout_s
+        while not p.ready_file.exists():
+            if not p.engine.alive():
+                raise EngineError(f"pre-spawned process died: {p.engine.log_tail()}")
+            if time.monotonic() > deadline:
+                raise EngineError("pre-spawned process did not import its module in time")
+            await asyncio.sleep(0.1)
+
+    def _take_prespawned(self) -> _Prespawned | None:
+        for i, p in enumerate(self._pool):
+            if p.ready_file.exists() and p.engine.alive():
+                return self._pool.pop(i)
+        return None
+
+    async def _launch(self, name: str, model: str, gpus: GpuSet, extra: list[str] | None = None,
+                      prespawned: _Prespawned | None = None) -> EngineProcess:
+        """Start a server for ``model`` on ``gpus`` and wait until healthy (retrying taken ports)."""
+        base = self.state.models[model].base
+        cores = self._cores(gpus)
+        for attempt in range(self.settings.max_port_retries):
+            port = self.ports.acquire()
+            if prespawned is not None and attempt == 0:
+                eng = prespawned.engine
+                eng.spec.port = port
+                eng.spec.name = name
+                args = self.factory.server_args(model, base, port, cores, extra)
+                assert eng.proc is not None and eng.proc.stdin is not None
+                msg = {"args": args, "env": self.factory.env(cores)}
+                eng.proc.stdin.write((json.dumps(msg) + "\n").encode())
+                eng.proc.stdin.flush()
+                eng.proc.stdin.close()
+                eng.launched_mono = time.monotonic()
+            else:
+                eng = EngineProcess(self.factory.fresh(name, model, base, port, cores, extra))
+                try:
+                    eng.launch()
+                except PortTaken:
+                    self.ports.release(port)
+                    continue
+            try:
+                await eng.wait_healthy(self.session, self.factory.cfg.startup_timeout_s,
+                                       self.factory.cfg.health_interval_s)
+                return eng
+            except PortTaken:
+                await asyncio.to_thread(eng.stop, 1.0)
+                self.ports.release(port)
+                continue
+            except BaseException:
+                await asyncio.to_thread(eng.stop, 1.0)
+                self.ports.release(port)
+                raise
+        raise PortTaken(f"{name}: no usable port after {self.settings.max_port_retries} tries")
+
+    def _release_gpus(self, inst: InstanceState) -> None:
+        per_gpu = int(inst.mem_fraction * self.settings.capacity_bytes)
+        for g in inst.gpus:
+            gs = self.state.gpus[g]
+            if inst.instance_id in gs.instances:
+                gs.instances.remove(inst.instance_id)
+                gs.used_bytes -= per_gpu
+
+    # ---- Backend verbs ---------------------------------------------------
+    def start_instance(self, model: str, gpus: GpuSet, mem_fraction: float = 1.0) -> int:
+        spec = self.state.models[model]
+        if len(gpus) != spec.tp:
+            raise CapacityError(f"{model} needs {spec.tp} slots, got {gpus}")
+        per_gpu = int(mem_fraction * self.settings.capacity_bytes)
+        for g in gpus:
+            gs = self.state.gpus[g]
+            others = [self.state.instances[i] for i in gs.instances]
+            if any(o.mem_fraction >= 1.0 for o in others) or (others and mem_fraction >= 1.0):
+                raise CapacityError(f"slot {g} already runs instances {gs.instances}")
+        # evict other models' replicas on these slots (the published eviction point)
+        for g in gpus:
+            for m in [m for m in self.state.gpus[g].replicas if m != model]:
+                self.evict(m, self.state.gpus[g].replicas[m].gpus)
+        standby = self._standby.pop((model, tuple(gpus)), None) if self.settings.adopt_replicas else None
+        if standby is None and model in self.state.gpus[gpus[0]].replicas:
+            self.evict(model, self.state.gpus[gpus[0]].replicas[model].gpus, reason="not adoptable")
+        if standby is not None:
+            kind = StartKind.PREWARMED
+            mech = Mechanism.SLEEP_WAKE if self.settings.device == "cuda" else Mechanism.STANDBY_ENGINE
+            for g in gpus:  # the replica's bytes become the instance's weights
+                self.state.gpus[g].replicas.pop(model, None)
+                self.state.gpus[g].used_bytes -= spec.bytes_per_gpu
+        elif self._take_prespawned_peek():
+            kind, mech = StartKind.WORKER, Mechanism.PRESPAWNED_PROCESS
+        else:
+            kind, mech = StartKind.COLD, Mechanism.PROCESS_START
+        for g in gpus:
+            if self.state.gpus[g].free_bytes < per_gpu:
+                raise CapacityError(f"slot {g}: {per_gpu} B needed, {self.state.gpus[g].free_bytes} B free")
+        iid = next(self._ids)
+        now = self.clock.now()
+        kv_bytes = max(0, per_gpu - spec.bytes_per_gpu) * len(gpus)
+        blocks = kv_bytes // max(1, spec.kv_bytes_per_token * self.settings.kv_block_tokens)
+        inst = InstanceState(instance_id=iid, model=model, gpus=tuple(gpus), phase=InstancePhase.STARTING,
+                             start_kind=kind, created_s=now, kv_blocks_total=int(blocks),
+                             mem_fraction=mem_fraction)
+        self.state.instances[iid] = inst
+        for g in gpus:
+            self.state.gpus[g].instances.append(iid)
+            self.state.gpus[g].used_bytes += per_gpu
+        rt = _Runtime(engine=None, mechanism=mech, start_mono=time.monotonic())
+        self._rt[iid] = rt
+        self._event("instance_start", model=model, instance_id=iid, gpus=tuple(gpus),
+                    bytes=per_gpu * len(gpus), mechanism=mech.value, start_kind=kind.value)
+        rt.task = self._spawn(self._bring_up(iid, standby))
+        return iid
+
+    def _take_prespawned_peek(self) -> bool:
+        return any(p.ready_file.exists() and p.engine.alive() for p in self._pool)
+
+    async def _bring_up(self, iid: int, standby: _Standby | None) -> None:
+        inst = self.state.instances[iid]
+        rt = self._rt[iid]
+        try:
+            if standby is not None:
+                await standby.ready.wait()
+                if standby.error or standby.engine is None:
+                    raise EngineError(f"prewarmed replica failed: {standby.error}")
+                rt.engine = standby.engine
+                if self.settings.device == "cuda":
+                    await SleepModeClient(self.session, rt.engine.spec.url).wake_up(["kv_cache"])
+            elif rt.mechanism is Mechanism.PRESPAWNED_PROCESS and (p := self._take_prespawned()) is not None:
+                self._pool.append(self._spawn_prespawned())  # replenish in the background
+                rt.engine = await self._launch(self._name("e", inst.model), inst.model, inst.gpus, prespawned=p)
+            else:
+                rt.mechanism = Mechanism.PROCESS_START
+                inst.start_kind = StartKind.COLD
+                rt.engine = await self._launch(self._name("e", inst.model), inst.model, inst.gpus)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any start failure is reported, never lost
+            self._fail(iid, f"start failed: {exc}")
+            return
+        if inst.phase is not InstancePhase.STARTING:
+            return
+        inst.phase = InstancePhase.READY
+        inst.ready_s = self.clock.now()
+        rt.ready.set()
+        self._event("instance_ready", model=inst.model, instance_id=iid, gpus=inst.gpus,
+                    mechanism=rt.mechanism.value, detail=f"{time.monotonic() - rt.start_mono:.3f}")
+        if self.sink is not None:
+            self.sink.on_instance_ready(iid)
+        await self._watch(iid)
+
+    async def _watch(self, iid: int) -> None:
+        """Notice an engine that dies while serving (a crash, an OOM kill, a test's SIGKILL)."""
+        rt = self._rt[iid]
+        while rt.engine is not None and rt.engine.alive():
+            if self.state.instances[iid].phase not in (InstancePhase.READY, InstancePhase.STOPPING):
+                return
+            await asyncio.sleep(0.2)
+        if self.state.instances[iid].phase in (InstancePhase.READY, InstancePhase.STOPPING):
+            code = rt.engine.proc.returncode if rt.engine and rt.engine.proc else None
+            self._fail(iid, f"engine exited with code {code}")
+
+    def _fail(self, iid: int, why: str) -> None:
+        inst = self.state.instances[iid]
+        rt = self._rt[iid]
+        inst.phase = InstancePhase.FAILED
+        rt.error = why
+        rt.ready.set()  # wake waiters; they see the error
+        self._release_gpus(inst)
+        if rt.engine is not None:
+            self._spawn(asyncio.to_thread(rt.engine.stop, 1.0))
+            self.ports.release(rt.engine.spec.port)
+        self._event("instance_failed", model=inst.model, instance_id=iid, gpus=inst.gpus,
+                    mechanism=rt.mechanism.value, detail=why.splitlines()[0][:300])
+        if self.sink is not None:
+            self.sink.on_instance_stopped(iid)
+
+    def stop_instance(self, instance_id: int, keep_weights: bool = False) -> None:
+        inst = self.state.instances[instance_id]
+        if inst.phase not in (InstancePhase.STARTING, InstancePhase.READY):
+            return
+        inst.phase = InstancePhase.STOPPING
+        self._event("instance_stopping", model=inst.model, instance_id=instance_id, gpus=inst.gpus)
+        self._spawn(self._drain_and_stop(instance_id, keep_weights or self.settings.keep_weights_on_stop))
+
+    async def _drain_and_stop(self, iid: int, keep_weights: bool) -> None:
+        inst = self.state.instances[iid]
+        rt = self._rt[iid]
+        await rt.ready.wait()
+        while inst.inflight > 0 and inst.phase is InstancePhase.STOPPING:
+            await asyncio.sleep(0.05)
+        if inst.phase is not InstancePhase.STOPPING:
+            return  # failed meanwhile; _fail reported it
+        self._release_gpus(inst)
+        spec = self.state.models[inst.model]
+        keep = keep_weights and rt.engine is not None and rt.engine.alive() and all(
+            inst.model not in self.state.gpus[g].replicas and self.state.gpus[g].free_bytes >= spec.bytes_per_gpu
+            for g in inst.gpus)
+        if keep:
+            sb = _Standby(model=inst.model, gpus=inst.gpus, engine=rt.engine)
+            sb.ready.set()
+            self._standby[(inst.model, inst.gpus)] = sb
+            for g in inst.gpus:
+                self.state.gpus[g].replicas[inst.model] = ReplicaState(
+                    model=inst.model, gpus=inst.gpus, bytes_per_gpu=spec.bytes_per_gpu, ready=True,
+                    since_s=self.clock.now())
+                self.state.gpus[g].used_bytes += spec.bytes_per_gpu
+            rt.engine = None
+        elif rt.engine is not None:
+            eng = rt.engine
+            await asyncio.to_thread(eng.stop, self.factory.cfg.stop_grace_s)
+            self.ports.release(eng.spec.port)
+        inst.phase = InstancePhase.STOPPED
+        self._event("instance_stop", model=inst.model, instance_id=iid, gpus=inst.gpus,
+                    detail="kept_weights" if keep else None)
+        if self.sink is not None:
+            self.sink.on_instance_stopped(iid)
+
+    def prewarm(self, model: str, gpus: GpuSet) -> None:
+        spec = self.state.models[model]
+        gpus = tuple(gpus)
+        for g in gpus:
+            gs = self.state.gpus[g]
+            if model in gs.replicas:
+                raise CapacityError(f"{model} already has a replica on slot {g}")
+            if gs.free_bytes < spec.bytes_per_gpu:
+                raise CapacityError(f"slot {g}: {spec.bytes_per_gpu} B needed, {gs.free_bytes} B free")
+        if len(self.live_engines()) + sum(1 for r in self._rt.values() if r.engine is None) >= self.settings.max_engines:
+            # a CPU replica is a whole engine process: refuse rather than exhaust host memory
+            self.counters["prewarm_refused"] += 1
+            self._event("prewarm_refused", model=model, gpus=gpus, detail=f"max_engines={self.settings.max_engines}")
+            return
+        now = self.clock.now()
+        for g in gpus:
+            self.state.gpus[g].replicas[model] = ReplicaState(model=model, gpus=gpus,
+                                                              bytes_per_gpu=spec.bytes_per_gpu, since_s=now)
+            self.state.gpus[g].used_bytes += spec.bytes_per_gpu
+        sb = _Standby(model=model, gpus=gpus)
+        self._standby[(model, gpus)] = sb
+        mech = Mechanism.SLEEP_WAKE if self.settings.device == "cuda" else Mechanism.STANDBY_ENGINE
+        self._event("prewarm_start", model=model, gpus=gpus, bytes=spec.bytes_per_gpu * len(gpus),
+                    mechanism=mech.value)
+        sb.task = self._spawn(self._bring_up_standby(sb))
+
+    async def _bring_up_standby(self, sb: _Standby) -> None:
+        gpu = self.settings.device == "cuda"
+        try:
+            extra = ["--enable-sleep-mode"] if gpu else None
+            sb.engine = await self._launch(self._name("s", sb.model), sb.model, sb.gpus, extra=extra)
+            if gpu:  # sleep (drop weights+KV), then bring back only the weights = a prewarmed replica
+                client = SleepModeClient(self.session, sb.engine.spec.url)
+                await client.sleep(self.settings.sleep_level)
+                await client.wake_up(["weights"])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            sb.error = str(exc)
+            sb.ready.set()
+            if self._standby.get((sb.model, sb.gpus)) is sb:
+                self.evict(sb.model, sb.gpus, reason=f"prewarm failed: {str(exc).splitlines()[0][:200]}")
+            return
+        sb.ready.set()
+        for g in sb.gpus:
+            r = self.state.gpus[g].replicas.get(sb.model)
+            if r is not None:
+                r.ready = True
+        self._event("prewarm_done", model=sb.model, gpus=sb.gpus)
+        if self.sink is not None:
+            self.sink.on_prewarm_done(sb.model, sb.gpus)
+
+    def evict(self, model: str, gpus: GpuSet, reason: str | None = None) -> None:
+        gpus = tuple(gpus)
+        spec = self.state.models[model]
+        for g in gpus:
+            if self.state.gpus[g].replicas.pop(model, None) is not None:
+                self.state.gpus[g].used_bytes -= spec.bytes_per_gpu
+        sb = self._standby.pop((model, gpus), None)
+        if sb is not None:
+            if sb.task is not None and not sb.task.done():
+                sb.task.cancel()
+            if sb.engine is not None:
+                eng = sb.engine
+                self._spawn(asyncio.to_thread(eng.stop, self.factory.cfg.stop_grace_s))
+                self.ports.release(eng.spec.port)
+        self._event("evict", model=model, gpus=gpus, bytes=spec.bytes_per_gpu * len(gpus), detail=reason)
+
+    def dispatch(self, request_id: int, instance_id: int) -> None:
+        self.state.instances[instance_id].inflight += 1
+        fut = self._waiting.pop(request_id, None)
+        if fut is not None and not fut.done():
+            fut.set_result(instance_id)
+
+    def lend_kv(self, instance_id: int, blocks: int) -> int:
+        if blocks > 0:
+            self.counters["kv_lend_unsupported"] += 1
+        return 0
+
+    # ---- what the front door uses --------------------------------------
+    def submit(self, request: Request) -> asyncio.Future[int]:
+        """Register an arriving request and hand it to the controller; resolves to an instance id."""
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._waiting[request.request_id] = fut
+        assert self.sink is not None, "attach the controller (backend.sink) before submitting"
+        self.sink.on_arrival(request)
+        return fut
+
+    def withdraw(self, request: Request) -> None:
+        """A request gave up before being dispatched (timeout or shutdown)."""
+        self._waiting.pop(request.request_id, None)
+
+    async def wait_ready(self, instance_id: int) -> str | None:
+        """Wait until the instance serves; returns an error string if it failed instead."""
+        rt = self._rt[instance_id]
+        await rt.ready.wait()
+        return rt.error
+
+    def engine_url(self, instance_id: int) -> str:
+        eng = self._rt[instance_id].engine
+        if eng is None:
+            raise EngineError(f"instance {instance_id} has no engine")
+        return eng.spec.url
+
+    def mechanism(self, instance_id: int) -> Mechanism:
+        return self._rt[instance_id].mechanism
+
+    def finish(self, request: Request, instance_id: int | None, status: RequestStatus) -> None:
+        """A request left an instance (any status); keeps in-flight counts and tells the controller."""
+        if instance_id is not None:
+            inst = self.state.instances[instance_id]
+            inst.inflight = max(0, inst.inflight - 1)
+        if self.sink is not None:
+            self.sink.on_finish(request.request_id, request.model, instance_id, status)
+
+    async def report_broken(self, instance_id: int, wait_s: float = 1.0) -> bool:
+        """The front door lost a connection to this instance: if its engine is dead (give the
+        process ``wait_s`` to be reaped), fail the instance now rather than at the next watch
+        poll, so a retry cannot be routed back to it. Returns True if it was failed."""
+        rt = self._rt[instance_id]
+        deadline = time.monotonic() + wait_s
+        while rt.engine is not None and rt.engine.alive() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        inst = self.state.instances[instance_id]
+        if rt.engine is not None and not rt.engine.alive() and inst.phase in (
+                InstancePhase.READY, InstancePhase.STOPPING):
+            code = rt.engine.proc.returncode if rt.engine.proc else None
+            self._fail(instance_id, f"engine exited with code {code}")
+            return True
+        return inst.phase is InstancePhase.FAILED
+
+    def kill_engine(self, instance_id: int) -> None:
+        """Fault injection: SIGKILL an instance's engine as a crash would."""
+        eng = self._rt[instance_id].engine
+        if eng is not None and eng.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                eng.proc.kill()

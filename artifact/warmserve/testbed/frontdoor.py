@@ -1,0 +1,195 @@
+"""The front door: one OpenAI-compatible endpoint that routes each request by model.
+
+``POST /v1/completions`` (streaming or not) with the workload's request id in
+the ``X-Request-Id`` header. The handler hands the request to the controller
+(through ``TestbedBackend.submit``), waits for the routing decision (the
+controller calls ``dispatch``), waits for that instance to be ready if it is
+still starting, then relays the engine's stream to the client byte for byte.
+
+Faults: if the chosen instance fails before any token reached the client,
+the request is handed back to the controller (counted as a finish with
+``failed`` and a fresh arrival, so load statistics stay balanced) and retried
+on whatever instance the policy picks, up to ``max_retries`` times; once
+tokens have been relayed it cannot be replayed transparently and is reported
+``failed``. A request not routed within ``request_timeout_s`` is ``timeout``.
+Every request leaves a ``DoorRecord`` -- none goes missing.
+
+It binds 127.0.0.1 unless configured otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import time
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+
+from warmserve.control.controller import Controller
+from warmserve.control.seam import InstancePhase, Request, RequestStatus, StartKind
+from warmserve.testbed.backend import TestbedBackend
+
+
+@dataclass(slots=True)
+class DoorRecord:
+    """What the front door saw of one request (monotonic times; NaN-free ints where possible)."""
+
+    request_id: int
+    model: str
+    input_tokens: int
+    output_tokens: int
+    arrival_mono: float
+    dispatch_mono: float | None = None
+    ready_mono: float | None = None
+    route_s: float | None = None  # time inside the routing decision (controller + policy)
+    instance_id: int = -1
+    gpus: tuple[int, ...] = ()
+    start_kind: str = ""
+    mechanism: str = ""
+    attempts: int = 0
+    status: str = ""
+    error: str = ""
+
+
+class FrontDoor:
+    """The routing HTTP server; one per run, on the backend's loop."""
+
+    def __init__(
+        self,
+        backend: TestbedBackend,
+        controller: Controller,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        request_timeout_s: float = 600.0,
+        max_retries: int = 1,
+    ) -> None:
+        self.backend = backend
+        self.controller = controller
+        self.host = host
+        self.port = port
+        self.request_timeout_s = request_timeout_s
+        self.max_retries = max_retries
+        self.records: dict[int, DoorRecord] = {}
+        self._auto_ids = itertools.count(10**9)
+        self._runner: web.AppRunner | None = None
+        self._closing = False
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/v1/completions", self._handle)
+        app.router.add_get("/health", self._health)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        sockets = site._server.sockets if site._server else []  # noqa: SLF001 - the bound port
+        if sockets:
+            self.port = sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        self._closing = True
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _health(self, _: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    # ---- the routing handler ------------------------------------------
+    async def _handle(self, http: web.Request) -> web.StreamResponse:
+        body = await http.json()
+        model = str(body.get("model", ""))
+        if model not in self.backend.state.models:
+            return web.json_response({"error": f"unknown model {model!r}"}, status=404)
+        rid = int(http.headers.get("X-Request-Id", next(self._auto_ids)))
+        prompt = body.get("prompt", [])
+        req = Request(request_id=rid, arrival_s=self.backend.clock.now(), model=model,
+                      input_tokens=len(prompt) if isinstance(prompt, list) else 0,
+                      output_tokens=int(body.get("max_tokens", 16)))
+        rec = DoorRecord(rid, model, req.input_tokens, req.output_tokens, arrival_mono=time.monotonic())
+        self.records[rid] = rec
+        deadline = rec.arrival_mono + self.request_timeout_s
+        resp: web.StreamResponse | None = None
+        while True:
+            rec.attempts += 1
+            t0 = time.perf_counter()
+            fut = self.backend.submit(req)
+            if fut.done():
+                rec.route_s = time.perf_counter() - t0
+            try:
+                iid = await asyncio.wait_for(fut, max(0.0, deadline - time.monotonic()))
+            except (TimeoutError, asyncio.CancelledError):
+                self._give_up(req, rec, RequestStatus.TIMEOUT, "not routed in time")
+                return self._error_response(resp, 504, rec.error)
+            rec.dispatch_mono = time.monotonic()
+            inst = self.backend.state.instances[iid]
+            rec.instance_id, rec.gpus = iid, inst.gpus
+            warm = inst.phase is InstancePhase.READY
+            rec.start_kind = StartKind.WARM.value if warm else inst.start_kind.value
+            rec.mechanism = "routed" if warm else self.backend.mechanism(iid).value
+            error = await self.backend.wait_ready(iid)
+            rec.ready_mono = time.monotonic()
+            if error is None:
+                outcome, resp = await self._relay(http, body, rid, iid, resp)
+                if outcome == "ok":
+                    rec.status = RequestStatus.OK.value
+                    self.backend.finish(req, iid, RequestStatus.OK)
+                    return resp
+                error = outcome
+            # the instance failed under this request
+            await self.backend.report_broken(iid)
+            self.backend.finish(req, iid, RequestStatus.FAILED)
+            if resp is not None or rec.attempts > self.max_retries or self._closing:
+                rec.status, rec.error = RequestStatus.FAILED.value, error
+                return self._error_response(resp, 502, error)
+            rec.error = error  # retry: hand it back to the controller as a fresh arrival
+
+    def _give_up(self, req: Request, rec: DoorRecord, status: RequestStatus, why: str) -> None:
+        self.backend.withdraw(req)
+        queue = self.controller.ctx.pending.get(req.model)
+        if queue is not None:
+            with contextlib.suppress(ValueError):
+                queue.remove(req)
+        self.backend.finish(req, None, status)
+        rec.status, rec.error = status.value, why
+
+    def _error_response(self, resp: web.StreamResponse | None, code: int, why: str) -> web.StreamResponse:
+        if resp is None:
+            return web.json_response({"error": why}, status=code)
+        # headers already went out: signal the failure in-stream (the client marks it failed)
+        return resp
+
+    async def _relay(self, http: web.Request, body: dict, rid: int, iid: int,
+                     resp: web.StreamResponse | None) -> tuple[str, web.StreamResponse | None]:
+        """Forward to the engine; returns ("ok" | error text, the client response if started)."""
+        url = f"{self.backend.engine_url(iid)}/v1/completions"
+        try:
+            async with self.backend.session.post(url, json=body, headers={"X-Request-Id": str(rid)}) as r:
+                if r.status != 200:
+                    return f"engine answered HTTP {r.status}: {(await r.text())[:200]}", resp
+                if not body.get("stream"):
+                    data = await r.read()
+                    return "ok", web.Response(body=data, content_type="application/json")
+                async for chunk in r.content.iter_any():
+                    if resp is None:
+                        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+                        await resp.prepare(http)
+                    await resp.write(chunk)
+                if resp is None:
+                    return "engine closed the stream without data", resp
+                await resp.write_eof()
+                return "ok", resp
+        except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
+            if resp is not None:
+                err = json.dumps({"error": f"engine failed mid-stream: {type(exc).__name__}"})
+                with contextlib.suppress(Exception):
+                    await resp.write(f"data: {err}\n\n".encode())
+                    await resp.write_eof()
+            return f"engine connection failed: {type(exc).__name__}: {exc}", resp

@@ -1,0 +1,242 @@
+"""``backend=testbed``: the runner's "runnable backend" (``warmserve.run.protocol``) on real engines.
+
+``hydra.utils.instantiate(cfg.backend, models=..., cluster=..., hardware=...,
+features=..., seed=...)`` builds a ``RunnableTestbed``; ``replay`` then runs the
+whole experiment on one asyncio loop: engines (pre-spawned pool if the system
+has ``worker_pool``), the front door, the controller on a ``WallClock``, the
+open-loop client, and per-second utilisation sampling. Whatever happens --
+normal end, an exception, Ctrl-C (SIGINT) or SIGTERM -- every engine process
+is stopped and every port freed before ``replay`` returns; an interrupted run
+returns normally with ``partial=True`` (in ``describe()`` and the replay info)
+and every unfinished request as a ``timeout`` row, so the runner still writes
+honest, marked outputs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from warmserve.config import REPO_ROOT
+from warmserve.control.controller import Controller
+from warmserve.control.features import BackendFeatures
+from warmserve.control.seam import ModelSpec
+from warmserve.errors import InputError
+from warmserve.metrics.schema import REQUEST_COLUMNS, TIMELINE_COLUMNS, UTILIZATION_COLUMNS, conform
+from warmserve.run.protocol import ReplayInfo
+from warmserve.testbed.backend import TestbedBackend, TestbedSettings
+from warmserve.testbed.clock import WallClock
+from warmserve.testbed.frontdoor import FrontDoor
+from warmserve.testbed.mechanisms import EngineConfig, EngineFactory
+from warmserve.testbed.replay import ClientRecord, replay_open_loop, request_log
+from warmserve.testbed.utilization import ProcessSampler
+
+
+def _resolve(path: str) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() else (REPO_ROOT / p)
+
+
+class RunnableTestbed(TestbedBackend):
+    """The testbed as the runner sees it. Keyword arguments come from ``configs/backend/testbed*.yaml``."""
+
+    def __init__(self, *, models: dict[str, ModelSpec], cluster: Any, hardware: Any,
+                 features: BackendFeatures | None = None, seed: int = 0, device: str = "cpu",
+                 host: str = "127.0.0.1", engine: dict, slots: dict, prewarm: dict, ports: dict,
+                 checkpoint_dir: str = ".cache/models", log_dir: str = "outputs/testbed-logs",
+                 frontdoor_port: int = 0, request_timeout_s: float = 600.0, max_retries: int = 1,
+                 prompt_vocab: int = 4096, utilization_interval_s: float = 1.0,
+                 setup_ready: bool = False, label: str = "", **_: Any) -> None:
+        self.features = features or BackendFeatures()
+        nodes, gpn = int(cluster["nodes"]), int(cluster["gpus_per_node"])
+        cores = [str(c) for c in slots["cores"]]
+        if len(cores) != nodes * gpn:
+            raise InputError(f"backend.slots.cores: {len(cores)} core sets for {nodes}x{gpn} slots of cluster "
+                             f"'{cluster.get('name', '?')}'")
+        if device not in ("cpu", "cuda"):
+            raise InputError(f"backend.device: 'cpu' or 'cuda', got {device!r}")
+        ckpt = _resolve(checkpoint_dir)
+        for spec in models.values():
+            if engine.get("needs_checkpoint", True) and not (ckpt / spec.base / "config.json").is_file():
+                raise InputError(f"backend.checkpoint_dir: no checkpoint {ckpt / spec.base} (make it with "
+                                 f"python -m warmserve.testbed.tiny_models --out {checkpoint_dir} --sizes {spec.base})")
+        mem_util = float(hardware.get("gpu_mem_utilization", 1.0))
+        settings = TestbedSettings(
+            device=device, slot_cores=cores,
+            capacity_bytes=int(int(hardware["gpu_mem_bytes"]) * mem_util),
+            max_engines=int(slots["max_engines"]),
+            prespawned_pool=int(prewarm["prespawned_pool"]) if self.features.worker_pool else 0,
+            sleep_level=int(prewarm.get("sleep_level", 1)),
+            kv_block_tokens=int(hardware["engine"]["kv_block_tokens"]),
+            port_first=int(ports["first"]), port_count=int(ports["count"]),
+            adopt_replicas=self.features.memory_switching,
+            keep_weights_on_stop=self.features.keep_weights_on_stop,
+        )
+        self._log_dir = _resolve(log_dir)
+        factory = EngineFactory(EngineConfig.from_cfg(dict(engine)), ckpt, host, self._log_dir)
+        super().__init__(settings, factory, models, nodes, gpn, WallClock())
+        self.host = host
+        self.seed = seed
+        self.hardware_name = str(hardware.get("name", "?"))
+        self.frontdoor_port = frontdoor_port
+        self.request_timeout_s = request_timeout_s
+        self.max_retries = max_retries
+        self.prompt_vocab = prompt_vocab
+        self.util_interval_s = utilization_interval_s
+        self.label = label
+        self.setup_ready = setup_ready
+        self.partial = False
+        self.interrupted_by: str | None = None
+        self._requests = pd.DataFrame()
+        self._sampler: ProcessSampler | None = None
+        self._wall_s = 0.0
+        self.route_times: list[float | None] = []  # seconds inside each routing decision (bench_router)
+
+    # ---- the runnable protocol -----------------------------------------
+    def replay(self, workload: pd.DataFrame, controller: Controller, until_s: float, *,
+               on_start: Callable[[], None] | None = None,
+               progress: Callable[[float], None] | None = None) -> ReplayInfo:
+        t = time.monotonic()
+        try:
+            info = asyncio.run(self._replay(workload, controller, until_s, on_start, progress))
+        finally:
+            self._wall_s = time.monotonic() - t
+        return info
+
+    async def _replay(self, workload: pd.DataFrame, controller: Controller, until_s: float,
+                      on_start: Callable[[], None] | None, progress: Callable[[float], None] | None) -> ReplayInfo:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+
+        def interrupt(name: str) -> None:
+            if self.interrupted_by is not None:  # second signal: give up at once (cleanup still runs)
+                raise KeyboardInterrupt
+            self.interrupted_by, self.partial = name, True
+            stop.set()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, interrupt, sig.name)
+        self.sink = controller
+        client: dict[int, ClientRecord] = {}
+        door = FrontDoor(self, controller, self.host, self.frontdoor_port, self.request_timeout_s, self.max_retries)
+        sampler_stop = asyncio.Event()
+        try:
+            await self.open()
+            await door.start()
+            self._sampler = ProcessSampler(self.engine_pids, {g: len(c.split(",")) for g, c in
+                                                               enumerate(self.settings.slot_cores)},
+                                           self.clock.now, self.util_interval_s)
+            self.clock.start()
+            controller.start()  # t = 0: the policy's setup commands, then periodic ticks
+            if self.setup_ready and self.state.instances:
+                # deployed before the replay (as the twin's setup_ready): wait, then restart the clock at 0
+                await asyncio.gather(*(self.wait_ready(i) for i in list(self.state.instances)))
+                self.clock.start()
+            if on_start is not None:
+                on_start()
+            sampler = asyncio.create_task(self._sampler.run(sampler_stop))
+            t0 = self.clock.monotonic()
+            sender = asyncio.create_task(replay_open_loop(door.url, workload, t0, self.prompt_vocab, self.seed,
+                                                          client, stop, progress))
+            deadline = asyncio.create_task(asyncio.sleep(max(0.0, until_s)))
+            await asyncio.wait({sender, deadline}, return_when=asyncio.FIRST_COMPLETED)
+            if not sender.done():  # out of time: unfinished requests become timeout rows
+                stop.set()
+                await sender
+            deadline.cancel()
+            end_s = self.clock.now()
+            controller.stop()
+            sampler_stop.set()
+            await sampler
+        finally:
+            sampler_stop.set()
+            with contextlib.suppress(Exception):
+                await door.stop()
+            await self.close()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.remove_signal_handler(sig)
+        self._requests = request_log(workload, client, door.records, t0)
+        self.route_times = [r.route_s for r in door.records.values()]
+        unfinished = int((self._requests.status == "timeout").sum())
+        extra = {"partial": self.partial, "interrupted_by": self.interrupted_by, **self.counters,
+                 "retried": int((self._requests.attempts > 1).sum())}
+        return ReplayInfo(end_s=end_s, requests=len(workload), unfinished=unfinished, extra=extra)
+
+    def request_log(self) -> pd.DataFrame:
+        cols = {k: v for k, v in REQUEST_COLUMNS.items() if k != "system"}
+        return conform(self._requests.assign(system=""), cols, "testbed request log")
+
+    def request_details(self) -> pd.DataFrame:
+        """The testbed-only columns (mechanism per start, attempts, client token count, errors)."""
+        keep = ["request_id", "mechanism", "attempts", "tokens_received", "error", "send_lag_s"]
+        return self._requests[keep].copy() if len(self._requests) else pd.DataFrame(columns=keep)
+
+    def timeline(self) -> pd.DataFrame:
+        rows = []
+        for e in self.timeline_rows:
+            rows.append({"t_s": e["t_s"], "kind": e["kind"], "model": e["model"] or "",
+                         "instance_id": -1 if e["instance_id"] is None else e["instance_id"],
+                         "gpus": e["gpus"] or "", "bytes": int(e["bytes"] or 0), "blocks": 0,
+                         "start_kind": e["start_kind"] or "",
+                         "detail": "; ".join(str(x) for x in (e["mechanism"], e["detail"]) if x),
+                         "mean": math.nan, "peak": math.nan})
+        df = pd.DataFrame(rows, columns=list(TIMELINE_COLUMNS))
+        return conform(df, TIMELINE_COLUMNS, "testbed timeline")
+
+    def utilization(self, interval_s: float) -> pd.DataFrame:
+        """Per slot per sample: measured CPU busy fraction; bytes from the backend's accounting at
+        that time are not reconstructed here, so weights/KV come from the live engines' roles and
+        ``prewarm_bytes`` is the *measured* resident memory of standby engines (the real cost of a
+        CPU prewarm)."""
+        raw = self._sampler.frame() if self._sampler is not None else pd.DataFrame(
+            columns=["t_s", "gpu", "busy", "rss_bytes", "pid", "instance_id"])
+        if raw.empty:
+            return conform(pd.DataFrame(columns=list(UTILIZATION_COLUMNS)), UTILIZATION_COLUMNS, "util")
+        raw = raw.assign(t_s=(raw.t_s / interval_s).round() * interval_s,
+                         serving=raw.instance_id >= 0)
+        agg = raw.groupby(["t_s", "gpu"]).apply(
+            lambda g: pd.Series({
+                "busy": min(1.0, g.loc[g.serving, "busy"].sum()),
+                "weights_bytes": int(g.loc[g.serving, "instance_id"].map(self._weights_of).sum()),
+                "kv_bytes": int(g.loc[g.serving, "rss_bytes"].sum() - g.loc[g.serving, "instance_id"]
+                                .map(self._weights_of).sum()),
+                "prewarm_bytes": int(g.loc[~g.serving, "rss_bytes"].sum()),
+            }), include_groups=False).reset_index()
+        agg["node"] = agg.gpu // self.state.gpus_per_node
+        return conform(agg, UTILIZATION_COLUMNS, "testbed utilization")
+
+    def process_samples(self) -> pd.DataFrame:
+        """Raw per-process samples (pid, slot, busy, resident bytes) behind ``utilization``."""
+        return self._sampler.frame() if self._sampler is not None else pd.DataFrame()
+
+    def _weights_of(self, iid: int) -> int:
+        inst = self.state.instances.get(int(iid))
+        return self.state.models[inst.model].bytes_per_gpu if inst else 0
+
+    def describe(self) -> dict[str, Any]:
+        starts = [e for e in self.timeline_rows if e["kind"] == "instance_ready"]
+        return {
+            "simulated": False,
+            "backend": "testbed",
+            "device": self.settings.device,
+            "hardware_profile": self.hardware_name,
+            "engine_module": self.factory.cfg.module,
+            "partial": self.partial,
+            "interrupted_by": self.interrupted_by,
+            "wall_s": round(self._wall_s, 3),
+            "counters": dict(self.counters),
+            "starts_by_mechanism": pd.Series([e["mechanism"] for e in starts]).value_counts().to_dict(),
+            "note": ("real engine processes on this machine; on the CPU a prewarmed replica is a whole standby "
+                     "engine (vLLM sleep mode / weight-level prewarm and memory switching are GPU-only), "
+                     "KV lending is not available on stock vLLM"),
+        }

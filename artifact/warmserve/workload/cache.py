@@ -1,0 +1,160 @@
+"""On-disk cache of prepared source weeks, so every run after the first builds its workload in ~1 s.
+
+A week source (a real 2024 CSV, the synthetic week, a ServeGen week) is
+parsed once; what the recipe and the priors need from it is kept under
+``.cache/warmserve/week-<key>/`` (git-ignored; ``WARMSERVE_CACHE`` moves it):
+
+``info.json``       loader counts and labels (written last: marks the entry complete);
+``hours.parquet``   the first hour of every day (``day, t_s`` day-relative, raw tokens),
+                    exactly the rows and floats the recipe samples from;
+``trace.parquet``   the whole re-based week (to compute load for new service constants);
+``load-<window>-<prefill>-<decode>.parquet``  raw (unscaled) per-window mean/peak in flight.
+
+``key`` hashes everything that determines the content (the source parameters
+and the identity of input files: path, size, mtime), plus ``CACHE_VERSION``;
+bump it when the loader or generator changes what they produce. Entries are
+written through temporary files and ``os.replace``, so concurrent runs that
+race to fill the same entry both end with a complete, identical entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from warmserve.config import REPO_ROOT
+from warmserve.workload.history import inflight_load
+from warmserve.workload.loader import DAY_S, Trace
+from warmserve.workload.recipe import first_hour
+
+CACHE_VERSION = 2
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("WARMSERVE_CACHE", REPO_ROOT / ".cache" / "warmserve"))
+
+
+def file_identity(path: str | os.PathLike[str]) -> dict:
+    p = Path(path).resolve()
+    st = p.stat()
+    return {"path": str(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def key_of(obj: dict) -> str:
+    blob = json.dumps({"v": CACHE_VERSION, **obj}, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+class WeekStore:
+    """A cached week source: first-hour slices, per-window load, and loader info."""
+
+    def __init__(self, key: str, make_trace: Callable[[], Trace], use_cache: bool = True) -> None:
+        self.dir = cache_root() / f"week-{key}"
+        self._make = make_trace
+        self._use_cache = use_cache
+        self._trace: Trace | None = None
+        self._hours: pd.DataFrame | None = None
+        self._info: dict | None = None
+
+    # -- filling ------------------------------------------------------------
+    def _trace_now(self) -> Trace:
+        if self._trace is None:
+            tp = self.dir / "trace.parquet"
+            if self._use_cache and tp.is_file() and (self.dir / "info.json").is_file():
+                frame = pd.read_parquet(tp)
+                frame = frame.astype({"input_tokens": np.int64, "output_tokens": np.int64})
+                self._trace = Trace(frame=frame, info=json.loads((self.dir / "info.json").read_text()))
+            else:
+                self._trace = self._make()
+        return self._trace
+
+    def _ensure(self) -> None:
+        if self._info is not None:
+            return
+        info_path = self.dir / "info.json"
+        if self._use_cache and info_path.is_file() and (self.dir / "hours.parquet").is_file():
+            self._info = json.loads(info_path.read_text())
+            return
+        trace = self._trace_now()
+        t = trace.frame["t_s"].to_numpy()
+        info = dict(trace.info)
+        info["days_present"] = trace.days_present
+        info["days_with_rows"] = sorted({int(d) for d in np.unique(np.floor(t / DAY_S))}) if len(t) else []
+        info["t_max_s"] = float(t[-1]) if len(t) else 0.0
+        parts = []
+        for day in range(max(trace.days_present, 0)):
+            idx, rel = first_hour(t, day)
+            sel = trace.frame.iloc[idx]
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "day": np.full(len(idx), day, np.int64),
+                        "t_s": rel,
+                        "input_tokens": sel["input_tokens"].to_numpy(),
+                        "output_tokens": sel["output_tokens"].to_numpy(),
+                    }
+                )
+            )
+        self._hours = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+            {"day": [], "t_s": [], "input_tokens": [], "output_tokens": []}
+        )
+        self._info = info
+        if self._use_cache:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            small = trace.frame.astype({"input_tokens": np.int32, "output_tokens": np.int32})
+            _write_atomic(self.dir / "trace.parquet", lambda p: small.to_parquet(p, index=False))
+            _write_atomic(self.dir / "hours.parquet", lambda p: self._hours.to_parquet(p, index=False))
+            _write_atomic(info_path, lambda p: p.write_text(json.dumps(info, indent=1, default=str)))
+
+    # -- reading ------------------------------------------------------------
+    @property
+    def info(self) -> dict:
+        self._ensure()
+        assert self._info is not None
+        return self._info
+
+    def hour(self, day: int) -> pd.DataFrame:
+        """Rows of the first hour of ``day`` (``t_s`` relative to the day start), in time order."""
+        self._ensure()
+        if self._hours is None:
+            self._hours = pd.read_parquet(self.dir / "hours.parquet")
+        h = self._hours
+        return h.loc[h["day"].to_numpy() == day, ["t_s", "input_tokens", "output_tokens"]].reset_index(drop=True)
+
+    def load(self, prefill_ms: float, decode_ms: float, window_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """Raw per-window (mean, peak) in flight over the whole week (unscaled)."""
+        self._ensure()
+        n_windows = int(round(self.info["days_present"] * DAY_S / window_s))
+        path = self.dir / f"load-{window_s:g}-{prefill_ms:g}-{decode_ms:g}.parquet"
+        if self._use_cache and path.is_file():
+            df = pd.read_parquet(path)
+            return df["mean"].to_numpy(), df["peak"].to_numpy()
+        tr = self._trace_now()
+        mean, peak = inflight_load(
+            tr.frame["t_s"].to_numpy(), tr.frame["output_tokens"].to_numpy(), prefill_ms, decode_ms, window_s, n_windows
+        )
+        if self._use_cache:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            df = pd.DataFrame({"mean": mean, "peak": peak})
+            _write_atomic(path, lambda p: df.to_parquet(p, index=False))
+        return mean, peak
+

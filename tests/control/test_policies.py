@@ -1,0 +1,131 @@
+"""System policies on the stand-in backend: forecasting windows, re-planning rule, MuxServe and
+ServerlessLLM placement rules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from control_fakes import GIB, FakeBackend
+
+from warmserve.config import load_yaml, model_specs
+from warmserve.control.controller import Controller
+from warmserve.control.muxserve import MuxServePolicy
+from warmserve.control.policy import PolicyInputs
+from warmserve.control.seam import Prewarm
+from warmserve.control.serverlessllm import ServerlessLLMPolicy
+from warmserve.control.warmserve import WarmServePolicy
+from warmserve.errors import InputError
+from warmserve.forecast import PaperForecaster
+
+SPECS = model_specs("small2")
+M7, M13 = list(SPECS)
+HW = load_yaml("hardware", "a100-80gb")
+
+
+def priors(mean=40.0, peak=90.0, n=12):
+    return pd.DataFrame([{"model": m, "window": w, "prior_mean": mean, "prior_peak": peak}
+                         for m in SPECS for w in range(n)])
+
+
+def workload(n=200, horizon=700.0, seed=0):
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"request_id": np.arange(n), "arrival_s": np.sort(rng.uniform(0, horizon, n)),
+                         "model": rng.choice([M7, M13], n), "input_tokens": 100, "output_tokens": 50})
+
+
+def test_warmserve_prewarms_forecast_demand_and_observes_windows():
+    inputs = PolicyInputs(models=SPECS, nodes=1, gpus_per_node=8, hardware=HW, priors=priors(), window_s=300.0)
+    policy = WarmServePolicy(inputs, forecaster=PaperForecaster())
+    b = FakeBackend(SPECS, 1, 8, keep_weights_on_stop=True)
+    ctl = Controller(b, policy, list(SPECS))
+    wl = workload()
+    b.replay(wl, ctl, 900.0)
+    # setup planned the window-0 prior: ceil(90/32) = 3 replicas per model, placed at t=0
+    first = [e for e in b.log if e[0] == "prewarm" and e[1] == 0.0]
+    assert sorted(e[2] for e in first) == [M13] * 3 + [M7] * 3
+    assert len(b.finished) == len(wl)
+    # windows closed at t=300, 600, 900: the forecaster moved on and corrected towards observations
+    assert policy.forecaster.window == 3
+    snap = policy.forecast_snapshot()
+    assert snap[M7][0] < 40.0  # observed load is far below the prior of 40
+    # no start ever needed a cold load: every start adopted a resident replica
+    assert all(e[4] for e in b.log if e[0] == "start")
+
+
+def test_replanning_rule_skips_unchanged_ticks():
+    inputs = PolicyInputs(models=SPECS, nodes=1, gpus_per_node=8, hardware=HW, priors=priors())
+    policy = WarmServePolicy(inputs, forecaster=PaperForecaster())
+    b = FakeBackend(SPECS, 1, 8, keep_weights_on_stop=True)
+    ctl = Controller(b, policy, list(SPECS))
+    b.sink = ctl
+    b._where, b._keep = {}, {}
+    ctl.start()  # setup plans once and the commands are applied
+    assert policy.plans == 1
+    ctl.ctx.now = 0.5
+    cmds = policy.on_tick(ctl.ctx)  # memory changed (replicas placed): plans again, nothing new to place
+    assert policy.plans == 2 and not [c for c in cmds if isinstance(c, Prewarm)]
+    for t in (1.0, 1.5, 2.0):
+        ctl.ctx.now = t
+        assert policy.on_tick(ctl.ctx) == []
+    assert policy.plans == 2  # nothing changed: no re-plan
+
+
+def test_warmserve_bad_config_is_an_input_error():
+    inputs = PolicyInputs(models=SPECS, nodes=1, gpus_per_node=8, hardware=HW, priors=priors())
+    with pytest.raises(InputError, match="placement"):
+        WarmServePolicy(inputs, forecaster=PaperForecaster(), placement="random")
+    with pytest.raises(InputError, match="needs a forecaster"):
+        WarmServePolicy(inputs, forecaster=None)
+    with pytest.raises(InputError, match="no priors for model"):
+        WarmServePolicy(PolicyInputs(models=SPECS, nodes=1, gpus_per_node=8, hardware=HW,
+                                     priors=priors().query(f"model == '{M7}'")), forecaster=PaperForecaster())
+
+
+def test_muxserve_colocates_and_splits_memory():
+    specs = model_specs("paper4")
+    pri = pd.DataFrame([{"model": m, "window": 0, "prior_mean": v, "prior_peak": 2 * v}
+                        for m, v in zip(specs, [40.0, 10.0, 5.0, 3.0], strict=True)])
+    p = MuxServePolicy(PolicyInputs(models=specs, nodes=1, gpus_per_node=8, hardware=HW, priors=pri))
+    plan = p._plan
+    # every model resident; the most popular one twice (peak 80 -> ceil(80/32) = 3 wanted, as many as fit)
+    assert {m for m, _, _ in plan} == set(specs)
+    per_gpu = {}
+    for _, gpus, frac in plan:
+        assert 0 < frac <= 1
+        for g in gpus:
+            per_gpu[g] = per_gpu.get(g, 0.0) + frac
+    assert max(per_gpu.values()) <= 1 + 1e-9  # fractions of a GPU's pool never exceed it
+    assert any(v < 1 and v > 0 for _, _, v in plan)  # somebody shares a GPU
+
+
+def test_muxserve_that_cannot_hold_the_models_is_an_input_error():
+    specs = model_specs("paper4")
+    pri = pd.DataFrame([{"model": m, "window": 0, "prior_mean": 1.0, "prior_peak": 1.0} for m in specs])
+    small = load_yaml("hardware", "a100-80gb")
+    small.gpu_mem_bytes = 24 * GIB  # a 70B shard is 32 GiB per GPU at TP4
+    with pytest.raises(InputError, match="cannot hold the models"):
+        MuxServePolicy(PolicyInputs(models=specs, nodes=1, gpus_per_node=4, hardware=small, priors=pri))
+    with pytest.raises(InputError, match="mesh_gpus"):
+        MuxServePolicy(PolicyInputs(models=specs, nodes=1, gpus_per_node=2, hardware=HW, priors=pri))
+
+
+def test_serverlessllm_prefers_nodes_whose_dram_holds_the_checkpoint():
+    inputs = PolicyInputs(models=SPECS, nodes=2, gpus_per_node=4, hardware=HW)
+    p = ServerlessLLMPolicy(inputs)
+    b = FakeBackend(SPECS, 2, 4)
+    ctl = Controller(b, p, list(SPECS))
+    ctx = ctl.ctx
+    # nothing cached: disk time on both nodes, tie to node 0
+    assert p.launch_for(M7, ctx).gpus == (0,)
+    # fill node 0's GPUs; the checkpoint is now cached on node 0 only
+    b.start_instance(M13, (0, 1))
+    b.start_instance(M7, (2,))
+    b.start_instance(M7, (3,))
+    assert p.launch_for(M7, ctx).gpus == (4,)  # node 0 full: node 1 from disk
+    b2 = FakeBackend(SPECS, 2, 4)
+    p2 = ServerlessLLMPolicy(PolicyInputs(models=SPECS, nodes=2, gpus_per_node=4, hardware=HW))
+    p2._remember(1, "llama2-7b", SPECS[M7].weight_bytes)
+    assert p2.launch_for(M7, Controller(b2, p2, list(SPECS)).ctx).gpus == (4,)  # DRAM hit beats node order
+    est_dram = p2.load_estimate(Controller(b2, p2, list(SPECS)).ctx, 1, M7)
+    assert est_dram == pytest.approx(SPECS[M7].weight_bytes / (float(HW.pcie_h2d_GBps) * 1e9))

@@ -1,0 +1,115 @@
+"""Small random twin scenarios shared by the invariant tests."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from omegaconf import OmegaConf
+
+from chaos import ChaosPolicy
+from warmserve.config import load_yaml, model_specs
+from warmserve.control.controller import Controller
+from warmserve.control.features import BackendFeatures
+from warmserve.sim.backend import SimBackend
+
+
+@dataclass
+class Scenario:
+    nodes: int
+    gpn: int
+    mix: list[str]
+    features: BackendFeatures
+    setup_ready: bool
+    gpu_gib: int
+    block_tokens: int
+    n: int
+    duration: float
+    drain: float
+    max_in: int
+    max_out: int
+    seed: int
+
+
+class RecordingController(Controller):
+    """Checks that time handed to the controller never goes backwards."""
+
+    def __init__(self, *a, **k) -> None:
+        super().__init__(*a, **k)
+        self.times: list[float] = []
+
+    def _t(self) -> None:
+        t = self.backend.clock.now()
+        assert not self.times or t >= self.times[-1], f"time went backwards {t} < {self.times[-1]}"
+        self.times.append(t)
+
+    def on_arrival(self, request) -> None:
+        self._t()
+        super().on_arrival(request)
+
+    def on_finish(self, *a) -> None:
+        self._t()
+        super().on_finish(*a)
+
+    def on_instance_ready(self, iid) -> None:
+        self._t()
+        super().on_instance_ready(iid)
+
+    def on_instance_stopped(self, iid) -> None:
+        self._t()
+        super().on_instance_stopped(iid)
+
+
+ALL = {"a": {"name": "m7a", "base": "llama2-7b"}, "b": {"name": "m7b", "base": "llama2-7b"},
+       "c": {"name": "m13", "base": "llama2-13b"}}
+
+
+@functools.cache
+def _base_hw() -> dict:
+    return OmegaConf.to_container(load_yaml("hardware", "a100-80gb"), resolve=True)
+
+
+@functools.cache
+def _specs(mix: tuple[str, ...]) -> dict:
+    return model_specs([ALL[k] for k in mix])
+
+
+def hardware(gpu_gib: int, block_tokens: int) -> dict:
+    hw = copy.deepcopy(_base_hw())
+    hw["gpu_mem_bytes"] = gpu_gib * 2**30
+    hw["engine"]["kv_block_tokens"] = block_tokens
+    return hw
+
+
+def workload(sc: Scenario, names: list[str]) -> pd.DataFrame:
+    rng = np.random.default_rng(sc.seed)
+    return pd.DataFrame({
+        "request_id": np.arange(sc.n) * 3 + 7,  # not row numbers: exercises the id map
+        "arrival_s": np.sort(rng.uniform(0, sc.duration, sc.n)),
+        "model": rng.choice(names, size=sc.n) if sc.n else np.array([], dtype=object),
+        "input_tokens": rng.integers(1, sc.max_in + 1, sc.n),
+        "output_tokens": rng.integers(1, sc.max_out + 1, sc.n),
+    })
+
+
+def run(sc: Scenario):
+    models = _specs(tuple(sc.mix))
+    b = SimBackend(models=models, cluster={"nodes": sc.nodes, "gpus_per_node": sc.gpn},
+                   hardware=hardware(sc.gpu_gib, sc.block_tokens), features=sc.features, seed=sc.seed,
+                   setup_ready=sc.setup_ready)
+    pol = ChaosPolicy(b, seed=sc.seed)
+    c = RecordingController(b, pol, list(models))
+    wl = workload(sc, list(models))
+    info = b.replay(wl, c, sc.duration + sc.drain)
+    b.ledger.check()
+    return b, wl, info, pol
+
+
+def parquet_bytes(df: pd.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False, engine="pyarrow", compression="zstd")
+    return buf.getvalue()

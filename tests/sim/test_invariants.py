@@ -1,0 +1,65 @@
+"""Twin invariants over many random small scenarios (Hypothesis, chaos policy).
+
+Memory never oversubscribed (the ledger raises; refused verbs leave it
+untouched; books cross-checked), every request ends with a status, TTFT =
+queue + load + init + prefill exactly, time never goes backwards, and the same
+seed gives byte-identical requests.parquet.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from scenario import Scenario, parquet_bytes, run
+from warmserve.control.features import BackendFeatures
+
+scenarios = st.builds(
+    Scenario,
+    nodes=st.integers(1, 2),
+    gpn=st.sampled_from([2, 4]),
+    mix=st.lists(st.sampled_from("abc"), min_size=1, max_size=3, unique=True),
+    features=st.builds(BackendFeatures, st.booleans(), st.booleans(), st.booleans(), st.booleans()),
+    setup_ready=st.booleans(),
+    gpu_gib=st.sampled_from([20, 32, 80]),
+    block_tokens=st.sampled_from([16, 256]),
+    n=st.integers(0, 40),
+    duration=st.floats(1.0, 60.0),
+    drain=st.sampled_from([2.0, 30.0, 600.0]),
+    max_in=st.sampled_from([64, 1024, 2100]),
+    max_out=st.sampled_from([1, 50, 400]),
+    seed=st.integers(0, 2**16),
+)
+
+
+@settings(max_examples=1000, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(scenarios)
+def test_twin_invariants(sc: Scenario) -> None:
+    b, wl, info, pol = run(sc)
+    log = b.request_log()
+    # every request ends with a status, none missing
+    assert len(log) == len(wl)
+    assert (log["request_id"].to_numpy() == wl["request_id"].to_numpy()).all()
+    assert set(log["status"].astype(str)) <= {"ok", "failed", "timeout"}
+    # TTFT split adds up exactly; parts are non-negative
+    has = np.isfinite(log["ttft_s"].to_numpy())
+    r = log[has]
+    assert (r["queue_s"] + r["load_s"] + r["init_s"] + r["prefill_s"] == r["ttft_s"]).all()
+    for c in ("load_s", "init_s", "prefill_s"):
+        assert (r[c] >= 0).all()
+    assert (r["queue_s"] >= -1e-9).all()
+    assert (log.loc[log["status"] == "ok", "first_token_s"] >= log.loc[log["status"] == "ok", "arrival_s"]).all()
+    ok = log[log["status"] == "ok"]
+    assert np.isfinite(ok["ttft_s"]).all() and (ok["finish_s"] >= ok["first_token_s"]).all()
+    assert set(log.loc[log["status"] == "ok", "start_kind"].astype(str)) <= {"warm", "prewarmed", "worker", "cold"}
+    # memory: the books balance and never exceeded capacity along the way (ledger log replay)
+    lt = np.frombuffer(b.ledger.log_t)
+    assert (np.diff(lt) >= 0).all()
+    for g in range(len(b.state.gpus)):
+        d = np.frombuffer(b.ledger.log_delta, dtype=np.int64)[np.frombuffer(b.ledger.log_gpu, dtype=np.int32) == g]
+        assert (np.cumsum(d) <= b.state.gpus[g].capacity_bytes).all()
+    # same seed -> byte-identical request log
+    b2, *_ = run(sc)
+    assert parquet_bytes(b2.request_log()) == parquet_bytes(log)

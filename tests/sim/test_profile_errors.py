@@ -1,0 +1,74 @@
+"""Bad hardware/cluster/model input: one-line InputError naming the field."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from scenario import _base_hw, _specs
+from warmserve.config import load_yaml, model_specs
+from warmserve.errors import InputError
+from warmserve.sim.backend import SimBackend
+from warmserve.sim.profile import load_profile
+
+
+def _make(hw=None, cluster=None, models=None):
+    return SimBackend(models=models or _specs(("a", "c")), cluster=cluster or {"nodes": 1, "gpus_per_node": 2},
+                      hardware=hw or _base_hw())
+
+
+@pytest.mark.parametrize("name", ["a100-80gb", "h100-80gb", "cpu-testbed"])
+def test_bundled_profiles_load(name: str) -> None:
+    hw = load_profile(load_yaml("hardware", name))
+    assert hw.pool_bytes > 0 and hw.latency
+
+
+def _err(fn) -> str:
+    with pytest.raises(InputError) as ei:
+        fn()
+    msg = str(ei.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_missing_field_is_named() -> None:
+    hw = copy.deepcopy(_base_hw())
+    del hw["nvme_GBps"]
+    assert "nvme_GBps" in _err(lambda: _make(hw))
+
+
+def test_negative_bandwidth_is_named() -> None:
+    hw = copy.deepcopy(_base_hw())
+    hw["pcie_h2d_GBps"] = -3
+    assert "pcie_h2d_GBps" in _err(lambda: _make(hw))
+
+
+def test_missing_lifecycle_field_is_named() -> None:
+    hw = copy.deepcopy(_base_hw())
+    del hw["lifecycle"]["kv_alloc_s"]
+    assert "kv_alloc_s" in _err(lambda: _make(hw))
+
+
+def test_missing_latency_for_a_model_tp_is_named() -> None:
+    hw = copy.deepcopy(_base_hw())
+    del hw["latency"]["llama2-13b"]["tp2"]
+    assert "llama2-13b.tp2" in _err(lambda: _make(hw))
+
+
+def test_tp_larger_than_node() -> None:
+    assert "gpus_per_node" in _err(lambda: _make(cluster={"nodes": 4, "gpus_per_node": 1}))
+
+
+def test_model_that_does_not_fit_a_gpu() -> None:
+    hw = copy.deepcopy(_base_hw())
+    hw["gpu_mem_bytes"] = 8 * 2**30
+    assert "does not fit" in _err(lambda: _make(hw)) or "do not fit" in _err(lambda: _make(hw))
+    big = model_specs([{"name": "big", "base": "llama2-70b"}])
+    # 70B at tp4 fits an 80 GB GPU; the 4-GPU node is required
+    _make(models=big, cluster={"nodes": 1, "gpus_per_node": 4})
+
+
+def test_bad_cluster_values() -> None:
+    assert "cluster.nodes" in _err(lambda: _make(cluster={"nodes": 0, "gpus_per_node": 2}))
+    assert "gpus_per_node" in _err(lambda: _make(cluster={"nodes": 1}))

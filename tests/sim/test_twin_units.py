@@ -1,0 +1,223 @@
+"""Unit checks of the twin's mechanisms against hand-computed numbers."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from scenario import _base_hw, _specs, hardware
+from warmserve.control.controller import Controller
+from warmserve.control.features import BackendFeatures
+from warmserve.control.policy import SystemPolicy
+from warmserve.control.seam import CapacityError, StartInstance
+from warmserve.sim.backend import SimBackend
+from warmserve.sim.events import EventLoop
+from warmserve.sim.links import Flow, LinkNetwork
+from warmserve.sim.profile import load_profile
+
+
+class Fixed(SystemPolicy):
+    """Start given instances at setup; launch one on GPU 0.. on demand if allowed."""
+
+    def __init__(self, starts, launch=None) -> None:
+        self.starts = starts
+        self.launch = launch
+
+    def setup(self, ctx):
+        return [StartInstance(m, g) for m, g in self.starts]
+
+    def launch_for(self, model, ctx):
+        return None if self.launch is None else StartInstance(model, self.launch)
+
+
+def _wl(rows):
+    return pd.DataFrame(rows, columns=["request_id", "arrival_s", "model", "input_tokens", "output_tokens"])
+
+
+def _run(rows, starts, *, features=None, setup_ready=True, launch=None, gpu_gib=80, block=256, gpn=2, pre=None):
+    b = SimBackend(models=_specs(("a", "c")), cluster={"nodes": 1, "gpus_per_node": gpn},
+                   hardware=hardware(gpu_gib, block), features=features or BackendFeatures(), setup_ready=setup_ready)
+    c = Controller(b, Fixed(starts, launch), ["m7a", "m13"])
+    b.replay(_wl(rows), c, 10_000, on_start=(lambda: pre(b)) if pre else None)
+    return b, b.request_log()
+
+
+HW = load_profile(_base_hw())
+LAT7 = HW.latency[("llama2-7b", 1)]
+
+
+def test_single_request_latency_is_the_profile() -> None:
+    b, log = _run([(0, 1.0, "m7a", 100, 5)], [("m7a", (0,))])
+    r = log.iloc[0]
+    assert r.start_kind == "warm" and r.status == "ok"
+    assert r.ttft_s == pytest.approx(LAT7.prefill_s(100))
+    ctx0 = 101  # prompt + first token
+    steps = sum(LAT7.decode_base + LAT7.decode_per_seq + LAT7.decode_per_ctx_token * (ctx0 + j) for j in range(4))
+    assert r.finish_s - r.first_token_s == pytest.approx(steps)
+    assert r.tpot_s == pytest.approx(steps / 4)
+
+
+def test_analytic_decode_matches_step_by_step_with_interruptions() -> None:
+    # three requests; the later arrivals interrupt decode runs; compare with a brute-force per-step replay
+    rows = [(0, 0.0, "m7a", 50, 40), (1, 0.2, "m7a", 70, 10), (2, 0.33, "m7a", 30, 25)]
+    _, log = _run(rows, [("m7a", (0,))])
+    # brute force: vLLM-like loop, prefill has priority at step boundaries
+    t, waiting, running = 0.0, [], {}
+    pending = list(rows)
+    first, fin = {}, {}
+    while pending or waiting or running:
+        while pending and pending[0][1] <= t:
+            waiting.append(pending.pop(0))
+        if waiting:
+            batch, waiting = waiting, []
+            t += LAT7.prefill_s(sum(r[3] for r in batch))
+            for r in batch:
+                first[r[0]] = t
+                running[r[0]] = [r[3] + 1, r[4] - 1]
+            continue
+        if not running:
+            t = pending[0][1]
+            continue
+        ctx = sum(v[0] for v in running.values())
+        t += LAT7.decode_base + LAT7.decode_per_seq * len(running) + LAT7.decode_per_ctx_token * ctx
+        for k in list(running):
+            running[k][0] += 1
+            running[k][1] -= 1
+            if running[k][1] == 0:
+                fin[k] = t
+                del running[k]
+    for r in log.itertuples():
+        assert r.first_token_s == pytest.approx(first[r.request_id], abs=1e-9)
+        assert r.finish_s == pytest.approx(fin[r.request_id], abs=1e-9)
+
+
+def test_cold_start_split_matches_lifecycle_and_links() -> None:
+    b, log = _run([(0, 0.0, "m7a", 100, 2)], [], setup_ready=False, launch=(0,))
+    r = log.iloc[0]
+    lc = HW.lifecycle
+    spec = _specs(("a", "c"))["m7a"]
+    bottleneck = min(HW.nvme_Bps, HW.pcie_h2d_Bps, HW.switch_uplink_Bps, HW.host_mem_Bps)
+    assert r.start_kind == "cold"
+    assert r.load_s == pytest.approx(spec.bytes_per_gpu / bottleneck)
+    assert r.init_s == pytest.approx(lc.process_start_s + lc.cuda_context_s + lc.engine_init_s + lc.kv_alloc_s)
+    assert r.queue_s == pytest.approx(0.0, abs=1e-9)
+    assert r.ttft_s == pytest.approx(r.load_s + r.init_s + LAT7.prefill_s(100))
+
+
+def test_prewarmed_start_with_memory_switching_pays_only_attach_and_mapping() -> None:
+    feats = BackendFeatures(worker_pool=True, memory_switching=True)
+    b, log = _run([(0, 100.0, "m7a", 100, 2)], [], setup_ready=False, launch=(0,), features=feats,
+                  pre=lambda b: b.prewarm("m7a", (0,)))
+    r = log.iloc[0]
+    lc = HW.lifecycle
+    spec = _specs(("a", "c"))["m7a"]
+    assert r.start_kind == "prewarmed" and r.load_s == 0
+    assert r.init_s == pytest.approx(lc.engine_attach_s + lc.mapping_s_per_GB * spec.bytes_per_gpu / 1e9 + lc.kv_alloc_s)
+    tl = b.timeline()
+    assert list(tl.loc[tl.kind.isin(["prewarm_start", "prewarm_done", "claim"]), "kind"]) == [
+        "prewarm_start", "prewarm_done", "claim"]
+
+
+def test_without_memory_switching_a_replica_is_evicted_not_adopted() -> None:
+    b, log = _run([(0, 100.0, "m7a", 100, 2)], [], setup_ready=False, launch=(0,), features=BackendFeatures(worker_pool=True),
+                  pre=lambda b: b.prewarm("m7a", (0,)))
+    assert log.iloc[0].start_kind == "worker"
+    assert "evict" in set(b.timeline().kind.astype(str))
+
+
+def test_two_loads_share_the_nvme_fairly() -> None:
+    loop = EventLoop()
+    net = LinkNetwork(loop, HW, nodes=1)
+    done = {}
+    a = Flow(0, net.path(0, 0, 0, True), 13e9, lambda f: done.__setitem__("a", loop.t))
+    b = Flow(0, net.path(1, 0, 1, True), 6.5e9, lambda f: done.__setitem__("b", loop.t))
+    net.start(a)
+    net.start(b)
+    loop.run(1e9, lambda: False)
+    share = HW.nvme_Bps / 2
+    assert done["b"] == pytest.approx(6.5e9 / share)
+    # after b ends, a has the whole NVMe
+    assert done["a"] == pytest.approx(done["b"] + (13e9 - 6.5e9) / HW.nvme_Bps)
+
+
+def test_max_min_fairness_gives_unused_share_to_others() -> None:
+    # flow x reads from the DRAM cache (no NVMe), two flows share NVMe; x is PCIe-bound alone
+    loop = EventLoop()
+    net = LinkNetwork(loop, HW, nodes=1)
+    fs = [Flow(0, net.path(g, 0, g, g != 4), 1e12, lambda f: None) for g in (0, 2, 4)]
+    for f in fs:
+        net.start(f)
+    assert fs[0].rate == pytest.approx(HW.nvme_Bps / 2)
+    assert fs[2].rate == pytest.approx(min(HW.pcie_h2d_Bps, HW.switch_uplink_Bps))
+    moved = net.cancel(fs[0])
+    assert moved == 0.0 and fs[1].rate == pytest.approx(HW.nvme_Bps)
+
+
+def test_host_cache_makes_the_second_load_faster() -> None:
+    feats = BackendFeatures(host_cache=True)
+    rows = [(0, 0.0, "m7a", 10, 2), (1, 500.0, "m7a", 10, 2)]
+
+    class StopAfter(Fixed):
+        def on_tick(self, ctx):
+            return [] if not ctx.state.instances or ctx.now < 200 else [
+                __import__("warmserve.control.seam", fromlist=["StopInstance"]).StopInstance(i) for i in list(ctx.state.instances)]
+
+    b = SimBackend(models=_specs(("a", "c")), cluster={"nodes": 1, "gpus_per_node": 2}, hardware=hardware(80, 256),
+                   features=feats, setup_ready=False)
+    c = Controller(b, StopAfter([], launch=(0,)), ["m7a", "m13"])
+    b.replay(_wl(rows), c, 10_000)
+    log = b.request_log()
+    assert log.load_s.iloc[1] < log.load_s.iloc[0] / 2
+    assert list(b.timeline().query("kind == 'load_start'").detail.astype(str)) == ["nvme", "host_cache"]
+
+
+def test_preemption_by_recomputation_when_kv_runs_out() -> None:
+    # 20 GiB GPU: 7B leaves ~5.4 GiB of KV = ~10k tokens at 16-token blocks; 12 long requests overflow it
+    rows = [(i, 0.0, "m7a", 900, 900) for i in range(12)]
+    b, log = _run(rows, [("m7a", (0,))], gpu_gib=20, block=16)
+    assert (log.status == "ok").all()
+    assert (b.timeline().kind == "preempt").sum() > 0
+
+
+def test_too_long_request_fails_not_missing() -> None:
+    b, log = _run([(0, 0.0, "m7a", 1500, 1000), (1, 0.0, "m7a", 10, 2)], [("m7a", (0,))])
+    assert list(log.status) == ["failed", "ok"]
+    assert math.isnan(log.ttft_s.iloc[0])
+
+
+def test_unserved_requests_become_timeouts() -> None:
+    b = SimBackend(models=_specs(("a", "c")), cluster={"nodes": 1, "gpus_per_node": 2}, hardware=hardware(80, 256))
+    c = Controller(b, Fixed([]), ["m7a", "m13"])  # nobody ever serves
+    info = b.replay(_wl([(0, 0.0, "m7a", 10, 2), (1, 1.0, "m13", 10, 2)]), c, 50)
+    log = b.request_log()
+    assert list(log.status) == ["timeout", "timeout"] and info.unfinished == 2
+    assert list(log.start_kind.astype(str)) == ["", ""] and list(log.instance_id) == [-1, -1]
+
+
+def test_lend_kv_frees_memory_and_stop_keeps_weights() -> None:
+    b, _ = _run([], [("m7a", (0,))])
+    iid = next(iter(b.insts))
+    st = b.insts[iid].st
+    assert b.state.gpus[0].free_bytes < b._block_bytes["m7a"] * 2
+    got = b.lend_kv(iid, 40)
+    assert got == 40 and b.state.gpus[0].free_bytes >= 40 * b._block_bytes["m7a"]
+    assert b.lend_kv(iid, 10) == 10
+    b.stop_instance(iid, keep_weights=True)
+    assert st.phase.value == "stopped" and iid not in b.state.instances
+    rep = b.state.gpus[0].replicas["m7a"]
+    assert rep.ready and b.ledger.held[0] == [0, 0, rep.bytes_per_gpu]
+
+
+def test_capacity_errors_are_raised_and_leave_books_untouched() -> None:
+    b, _ = _run([], [("m7a", (0,))])
+    before = [g.used_bytes for g in b.state.gpus]
+    with pytest.raises(CapacityError):
+        b.start_instance("m13", (0, 1))  # GPU 0 is taken
+    with pytest.raises(CapacityError):
+        b.prewarm("m7a", (0,))  # GPU 0 runs m7a
+    with pytest.raises(CapacityError):
+        b.start_instance("m7a", (1,), 0.1)  # too little memory for KV
+    assert [g.used_bytes for g in b.state.gpus] == before
+    b.ledger.check()

@@ -1,0 +1,5 @@
+"""Test helpers: re-exported from ``warmserve.testbed.stubs``."""
+
+from warmserve.testbed.stubs import LaunchOnIdle, stub_backend, workload
+
+__all__ = ["LaunchOnIdle", "stub_backend", "workload"]

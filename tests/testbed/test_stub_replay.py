@@ -1,0 +1,66 @@
+"""The whole testbed path (processes, ports, front door, controller, streaming client) on stub engines."""
+
+from __future__ import annotations
+
+import psutil
+
+from warmserve.control.controller import Controller
+from warmserve.metrics.schema import REQUEST_COLUMNS
+from warmserve.testbed.engines import REGISTRY
+
+from .helpers import LaunchOnIdle, stub_backend, workload
+
+
+def _run(backend, wl, until_s=30.0):
+    ctrl = Controller(backend, LaunchOnIdle(), list(backend.state.models))
+    info = backend.replay(wl, ctrl, until_s)
+    return info, backend.request_log()
+
+
+def test_replay_routes_by_model_and_logs_every_request(tmp_path):
+    backend = stub_backend(tmp_path, features={"worker_pool": True})
+    wl = workload([(0.0, "tiny-s-0", 8, 4), (0.05, "tiny-m-0", 16, 3), (0.1, "tiny-s-0", 8, 5),
+                   (1.5, "tiny-s-0", 4, 2), (1.6, "tiny-m-0", 4, 2)])
+    info, log = _run(backend, wl)
+    assert list(log.columns) == [c for c in REQUEST_COLUMNS if c != "system"]
+    assert len(log) == len(wl) and set(log.request_id) == set(wl.request_id)
+    assert (log.status == "ok").all(), log[["status"]]
+    # each request went to an instance of its own model
+    models_of = {e["instance_id"]: e["model"] for e in backend.timeline_rows if e["kind"] == "instance_start"}
+    assert all(models_of[i] == m for i, m in zip(log.instance_id, log.model, strict=True))
+    # the first request of each model waited for a start; the later ones found a warm instance
+    first = log.sort_values("arrival_s").groupby("model").head(1)
+    assert set(first.start_kind) <= {"cold", "worker"}
+    assert set(log[log.arrival_s > 1.0].start_kind) == {"warm"}
+    # the TTFT split adds up exactly; TPOT is finite for outputs > 1 token
+    parts = log.queue_s + log.load_s + log.init_s + log.prefill_s
+    assert (abs(parts - log.ttft_s) < 1e-9).all()
+    assert (log.tpot_s > 0).all()
+    # one worker start from the pre-spawned pool, and its mechanism recorded
+    details = backend.request_details()
+    assert "prespawned_process" in set(details.mechanism)
+    assert info.unfinished == 0 and not info.extra["partial"]
+    assert REGISTRY.live() == []
+
+
+def test_timeline_and_utilization_follow_the_shared_schemas(tmp_path):
+    backend = stub_backend(tmp_path, prespawned_pool=0)
+    wl = workload([(0.0, "tiny-s-0", 8, 30), (0.1, "tiny-s-0", 8, 30)])
+    info, log = _run(backend, wl)
+    tl = backend.timeline()
+    kinds = list(tl.kind)
+    assert kinds.index("instance_start") < kinds.index("instance_ready")
+    assert "process_start" in tl.detail.iloc[kinds.index("instance_start")]
+    util = backend.utilization(1.0)
+    assert set(util.columns) >= {"t_s", "gpu", "node", "busy", "weights_bytes", "kv_bytes", "prewarm_bytes"}
+    assert ((util.busy >= 0) & (util.busy <= 1)).all()
+    assert backend.describe()["simulated"] is False
+
+
+def test_no_child_process_survives_the_run(tmp_path):
+    me = psutil.Process()
+    before = {p.pid for p in me.children(recursive=True)}
+    backend = stub_backend(tmp_path, features={"worker_pool": True})
+    _run(backend, workload([(0.0, "tiny-s-0", 4, 2), (0.0, "tiny-m-0", 4, 2)]))
+    after = {p.pid for p in me.children(recursive=True) if p.is_running() and p.status() != "zombie"}
+    assert after <= before
