@@ -83,7 +83,7 @@ def test_trace_is_valid_trace_event_json() -> None:
             by_tid.setdefault((e["pid"], e["tid"]), []).append((e["ts"], e["ts"] + e["dur"]))
     for spans in by_tid.values():
         spans.sort()
-        for (a0, a1), (b0, _) in zip(spans, spans[1:], strict=False):
+        for (_, a1), (b0, _) in zip(spans, spans[1:], strict=False):
             assert b0 >= a1 - 1e-6
 
 

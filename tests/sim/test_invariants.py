@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from twin_scenario import Scenario, parquet_bytes, run
 
-from scenario import Scenario, parquet_bytes, run
 from warmserve.control.features import BackendFeatures
 
 scenarios = st.builds(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import copy
 
 import pytest
+from twin_scenario import _base_hw, _specs
 
-from scenario import _base_hw, _specs
 from warmserve.config import load_yaml, model_specs
 from warmserve.errors import InputError
 from warmserve.sim.backend import SimBackend

@@ -6,8 +6,8 @@ import math
 
 import pandas as pd
 import pytest
+from twin_scenario import _base_hw, _specs, hardware
 
-from scenario import _base_hw, _specs, hardware
 from warmserve.control.controller import Controller
 from warmserve.control.features import BackendFeatures
 from warmserve.control.policy import SystemPolicy

@@ -64,3 +64,34 @@ def test_no_child_process_survives_the_run(tmp_path):
     _run(backend, workload([(0.0, "tiny-s-0", 4, 2), (0.0, "tiny-m-0", 4, 2)]))
     after = {p.pid for p in me.children(recursive=True) if p.is_running() and p.status() != "zombie"}
     assert after <= before
+
+
+class StopWhenIdle(LaunchOnIdle):
+    """Scale to zero: stop every ready instance with nothing in flight (keep_weights as given)."""
+
+    tick_interval_s = 0.1
+
+    def __init__(self, keep: bool = False) -> None:
+        self.keep = keep
+
+    def on_tick(self, ctx):
+        from warmserve.control.seam import InstancePhase, StopInstance
+
+        return [StopInstance(i.instance_id, self.keep) for i in ctx.state.instances.values()
+                if i.phase is InstancePhase.READY and i.inflight == 0 and not ctx.pending[i.model]]
+
+
+def test_scale_in_is_a_clean_stop_not_a_failure_and_kept_weights_are_adopted(tmp_path):
+    backend = stub_backend(tmp_path, prespawned_pool=0, features={"memory_switching": True})
+    wl = workload([(0.0, "tiny-s-0", 4, 3), (3.0, "tiny-s-0", 4, 3)])
+    ctrl = Controller(backend, StopWhenIdle(keep=True), list(backend.state.models))
+    backend.replay(wl, ctrl, until_s=20.0)
+    log = backend.request_log()
+    kinds = [e["kind"] for e in backend.timeline_rows]
+    assert "instance_failed" not in kinds
+    assert kinds.count("instance_stop") >= 1
+    # the stopped instance kept its engine as a standby: the second request's start adopted it
+    assert list(log.status) == ["ok", "ok"]
+    assert log.start_kind.iloc[1] == "prewarmed"
+    assert backend.request_details().mechanism.iloc[1] == "standby_engine"
+    assert REGISTRY.live() == []

@@ -72,14 +72,30 @@ def save(fig: plt.Figure, name: str) -> list[Path]:
     return out
 
 
-def write_table(df: pd.DataFrame, name: str, *, title: str = "", note: str = "") -> None:
-    """Write ``results/tables/<name>.csv`` and ``.md`` (with a title and provenance note)."""
+def titled(fig: plt.Figure, title: str, prov: str) -> plt.Figure:
+    """Put ``title`` and the provenance line ("simulated, <profile> ...") on the figure."""
+    fig.suptitle(f"{title}\n({prov})", fontsize="medium")
+    return fig
+
+
+def _replace_text(path: Path, text: str) -> None:
+    """Write via a temporary file and rename, so a reader never sees half a table."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_table(df: pd.DataFrame, name: str, *, title: str = "", note: str = "", reading: str = "") -> Path:
+    """Write ``results/tables/<name>.csv`` and ``.md`` (title, provenance note, table, then ``reading``)."""
     d = tables_dir()
-    df.to_csv(d / f"{name}.csv", index=False)
+    _replace_text(d / f"{name}.csv", df.to_csv(index=False))
     md = []
     if title:
         md.append(f"# {title}\n")
     if note:
         md.append(note.strip() + "\n")
     md.append(df.to_markdown(index=False, floatfmt=".3g"))
-    (d / f"{name}.md").write_text("\n".join(md) + "\n")
+    if reading:
+        md.append("\n" + reading.strip())
+    _replace_text(d / f"{name}.md", "\n".join(md) + "\n")
+    return d / f"{name}.md"

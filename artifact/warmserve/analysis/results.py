@@ -14,6 +14,8 @@ from typing import Any
 
 import pandas as pd
 
+from warmserve.errors import InputError
+
 # Config fields every table carries (dotted paths into run.json["config"]).
 CONFIG_FIELDS = {
     "system": "system.name",
@@ -24,9 +26,12 @@ CONFIG_FIELDS = {
     "source": "workload.source.name",
     "models": "workload.models",
     "cluster": "cluster.name",
+    "nodes": "cluster.nodes",
+    "gpus_per_node": "cluster.gpus_per_node",
     "hardware": "hardware.name",
     "backend": "backend.name",
     "window_s": "window_s",
+    "rel_error": "system.policy.forecaster.rel_error",
     "seed": "seed",
 }
 
@@ -99,3 +104,64 @@ def load_runs(exp_dir: str | Path) -> Runs:
             _flatten("", stats, mrow)
             per_model.append(mrow)
     return Runs(pd.DataFrame(overall), pd.DataFrame(per_model), unfinished)
+
+
+class MissingResults(AssertionError):
+    """An experiment a notebook needs has no finished runs: the notebook must stop, loudly."""
+
+
+def require_runs(exp_dir: str | Path, *, what: str = "") -> Runs:
+    """``load_runs`` that fails with one clear line when the experiment has no finished run.
+
+    Notebooks call this instead of ``load_runs`` so an empty ``results/<exp>``
+    stops the notebook (and ``run_notebooks.py``) with the command that fills
+    it, rather than drawing an empty figure. Unfinished runs are reported.
+    """
+    exp_dir = Path(exp_dir)
+    runs = load_runs(exp_dir)
+    if runs.overall.empty:
+        name = what or exp_dir.name
+        raise MissingResults(
+            f"no finished runs in {exp_dir} ({len(runs.unfinished)} unfinished); "
+            f"run: python -m warmserve.experiments run {name} [--quick]"
+        )
+    if runs.unfinished:
+        print(f"note: {len(runs.unfinished)} unfinished run(s) in {exp_dir} not shown: {runs.unfinished}")
+    return runs
+
+
+def run_config(run_path: str | Path) -> dict[str, Any]:
+    """The resolved config of one run (``run.json["config"]``)."""
+    return json.loads((Path(run_path) / "run.json").read_text()).get("config", {})
+
+
+def config_value(run_path: str | Path, dotted: str) -> Any:
+    """One field of a run's resolved config by dotted path (``None`` when absent)."""
+    return _get(run_config(run_path), dotted)
+
+
+REQUEST_COLUMNS_FOR_SLO = ("model", "status", "ttft_s", "tpot_s")
+
+
+def read_requests(run_path: str | Path, columns: tuple[str, ...] | list[str] | None = None) -> pd.DataFrame:
+    """A run's ``requests.parquet`` (only ``columns`` when given), categoricals as plain strings."""
+    path = Path(run_path) / "requests.parquet"
+    if not path.is_file():
+        raise InputError(f"{path}: missing (the run has a summary but no request log)")
+    df = pd.read_parquet(path, columns=list(columns) if columns else None)
+    for c in df.columns:
+        if isinstance(df[c].dtype, pd.CategoricalDtype):
+            df[c] = df[c].astype(str)
+    return df
+
+
+def read_timeline(run_path: str | Path) -> pd.DataFrame:
+    """A run's ``timeline.parquet``, categoricals as plain strings."""
+    path = Path(run_path) / "timeline.parquet"
+    if not path.is_file():
+        raise InputError(f"{path}: missing (the run has a summary but no timeline)")
+    df = pd.read_parquet(path)
+    for c in df.columns:
+        if isinstance(df[c].dtype, pd.CategoricalDtype):
+            df[c] = df[c].astype(str)
+    return df

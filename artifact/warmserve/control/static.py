@@ -26,7 +26,6 @@ from warmserve.control.policy import PolicyContext, PolicyInputs, SystemPolicy
 from warmserve.control.seam import Command, InstancePhase, Request, StartInstance
 from warmserve.errors import InputError
 
-
 _INFLIGHT = attrgetter("inflight")
 _SERVING = (InstancePhase.STARTING, InstancePhase.READY)
 

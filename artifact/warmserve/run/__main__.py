@@ -7,9 +7,10 @@ and exits 2 with nothing written (``warmserve.errors.cli_main``).
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from warmserve.config import configs_dir
 from warmserve.errors import InputError, cli_main
@@ -18,6 +19,12 @@ from warmserve.run.execute import execute
 
 @hydra.main(version_base=None, config_path=str(configs_dir()), config_name="run")
 def _app(cfg: DictConfig) -> None:
+    # A finished run (its summary.json exists; runs are written atomically) is skipped unless
+    # force=true, so an interrupted sweep resumes where it stopped.
+    done = Path(str(cfg.out)) / "summary.json"
+    if done.is_file() and not OmegaConf.select(cfg, "force", default=False):
+        print(f"skip {cfg.out}")
+        return
     try:
         out = execute(cfg)
     except InputError as exc:  # Hydra would turn any exception into exit 1 with a traceback hint

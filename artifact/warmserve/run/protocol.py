@@ -4,10 +4,10 @@ The seam (``warmserve.control.seam.Backend``) is what a policy sees. The runner
 (``warmserve.run.execute``) additionally needs to feed a workload in and get
 the run's records out. A backend is Hydra-instantiated from
 ``configs/backend/<name>.yaml`` (its ``_target_`` plus its own keys) with these
-keyword arguments added by the runner::
+keyword arguments added by the runner (``_partial_`` so the objects arrive as
+they are, not converted to OmegaConf nodes)::
 
-    backend = hydra.utils.instantiate(
-        cfg.backend,
+    backend = hydra.utils.instantiate(cfg.backend, _partial_=True)(
         models=models,        # dict[str, ModelSpec], served name -> spec, config order
         cluster=cluster_cfg,  # DictConfig: name, nodes, gpus_per_node
         hardware=hw_cfg,      # DictConfig: the resolved configs/hardware/<name>.yaml
@@ -41,6 +41,9 @@ list(models))`` and calls, in order::
   from ``request_log()``.
 * ``progress(t_s)`` may be called now and then with the current replay time.
 * It returns ``ReplayInfo`` (facts for ``run.json``).
+
+The same holds for the policy: ``instantiate(cfg.system.policy,
+_partial_=True)(inputs=PolicyInputs(...))``.
 
 A backend also exposes ``describe() -> dict`` (``simulated``, hardware profile
 name, anything a reader of ``run.json`` needs to judge the numbers).

@@ -28,13 +28,11 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig
 
 from warmserve.control.features import BackendFeatures
 from warmserve.control.seam import (
@@ -52,35 +50,19 @@ from warmserve.control.seam import (
     RequestStatus,
     StartKind,
 )
-from warmserve.errors import InputError
 from warmserve.metrics.schema import gpus_str
 from warmserve.run.protocol import ReplayInfo
 from warmserve.sim.events import EventLoop
 from warmserve.sim.instance import Instance
 from warmserve.sim.ledger import KV, PREWARM, WEIGHTS, Ledger
-from warmserve.sim.links import Flow, LinkNetwork
+from warmserve.sim.links import LinkNetwork
+from warmserve.sim.loading import Loader, LoadJob
 from warmserve.sim.outputs import build_request_log, build_timeline, build_utilization
-from warmserve.sim.profile import check_models_fit, load_profile
+from warmserve.sim.profile import check_models_fit, cluster_shape, load_profile
 from warmserve.sim.requests import FAILED, OK, PENDING, TIMEOUT, RequestTable
 
 _STATUS = {OK: RequestStatus.OK, FAILED: RequestStatus.FAILED, TIMEOUT: RequestStatus.TIMEOUT}
 _SERVING = (InstancePhase.STARTING, InstancePhase.READY)
-
-
-class LoadJob:
-    """One model's weights loading onto a GPU set (one flow per TP shard)."""
-
-    __slots__ = ("model", "gpus", "flows", "pending", "waiters", "from_nvme", "nbytes", "done")
-
-    def __init__(self, model: str, gpus: GpuSet, from_nvme: bool, nbytes: int) -> None:
-        self.model = model
-        self.gpus = gpus
-        self.flows: list[Flow] = []
-        self.pending = 0
-        self.waiters: list[Callable[[], None]] = []
-        self.from_nvme = from_nvme
-        self.nbytes = nbytes
-        self.done = False
 
 
 class SimBackend(Backend):
@@ -90,7 +72,7 @@ class SimBackend(Backend):
                  features: BackendFeatures | None = None, seed: int = 0, setup_ready: bool = True,
                  progress_every_s: float = 60.0) -> None:
         self.hw = load_profile(hardware)
-        nodes, gpn = _cluster_shape(cluster)
+        nodes, gpn = cluster_shape(cluster)
         check_models_fit(self.hw, models, gpn)
         self.features = features or BackendFeatures()
         self.seed = seed  # the twin is deterministic and draws no random numbers
@@ -106,7 +88,7 @@ class SimBackend(Backend):
         )
         self.ledger = Ledger(self.state)
         self.net = LinkNetwork(self.loop, self.hw, nodes)
-        self.host_cache: list[OrderedDict[tuple[str, int], int]] = [OrderedDict() for _ in range(nodes)]
+        self.loader = Loader(self.net, self.state, self.hw, self.features, self._tl)
         self.insts: dict[int, Instance] = {}  # every instance ever, for the outputs
         self.jobs: dict[tuple[str, GpuSet], LoadJob] = {}  # loading replicas
         self.timeline_rows: list[tuple] = []
@@ -130,10 +112,6 @@ class SimBackend(Backend):
             start_kind: str = "", detail: str = "") -> None:
         self.timeline_rows.append((self.loop.t, kind, model, iid, gpus_str(gpus), nbytes, blocks, start_kind,
                                    detail, math.nan, math.nan))
-
-    def record_forecast(self, model: str, mean: float, peak: float) -> None:
-        """A forecast row in the timeline (the runner calls it at window boundaries)."""
-        self.timeline_rows.append((self.loop.t, "forecast", model, -1, "", 0, 0, "", "", float(mean), float(peak)))
 
     def _check_gpus(self, model: str, gpus: GpuSet) -> tuple[ModelSpec, GpuSet]:
         spec = self.state.models.get(model)
@@ -163,56 +141,6 @@ class SimBackend(Backend):
             for iid in self.state.gpus[g].instances:
                 self.insts[iid].slow = self._slow(self.insts[iid])
 
-    # ---- loads ---------------------------------------------------------------
-    def _load(self, model: str, gs: GpuSet) -> LoadJob:
-        spec = self.state.models[model]
-        node = gs[0] // self.state.gpus_per_node
-        key = (spec.base, spec.tp)
-        from_nvme = True
-        if self.features.host_cache:
-            cache = self.host_cache[node]
-            if key in cache:
-                cache.move_to_end(key)
-                from_nvme = False
-        job = LoadJob(model, gs, from_nvme, spec.bytes_per_gpu * len(gs))
-        gpn = self.state.gpus_per_node
-        for g in gs:
-            f = Flow(node, self.net.path(g, node, g % gpn, from_nvme), spec.bytes_per_gpu,
-                     lambda _f, j=job: self._flow_done(j))
-            job.flows.append(f)
-        job.pending = len(job.flows)
-        self._tl("load_start", model, gpus=gs, nbytes=job.nbytes, detail="nvme" if from_nvme else "host_cache")
-        for f in job.flows:
-            self.net.start(f)
-        return job
-
-    def _flow_done(self, job: LoadJob) -> None:
-        job.pending -= 1
-        if job.pending:
-            return
-        job.done = True
-        self._tl("load_done", job.model, gpus=job.gpus, nbytes=job.nbytes, detail="nvme" if job.from_nvme else "host_cache")
-        if job.from_nvme and self.features.host_cache:
-            spec = self.state.models[job.model]
-            node = job.gpus[0] // self.state.gpus_per_node
-            cache = self.host_cache[node]
-            size = spec.weight_bytes
-            if size <= self.hw.host_cache_bytes:
-                cache[(spec.base, spec.tp)] = size
-                while sum(cache.values()) > self.hw.host_cache_bytes:
-                    cache.popitem(last=False)
-        for w in job.waiters:
-            w()
-        job.waiters = []
-
-    def _cancel(self, job: LoadJob) -> None:
-        if job.done:
-            return
-        moved = sum(self.net.cancel(f) for f in job.flows)
-        job.done = True
-        job.waiters = []
-        self._tl("load_cancel", job.model, gpus=job.gpus, nbytes=int(moved))
-
     # ---- replicas ------------------------------------------------------------
     def prewarm(self, model: str, gpus: GpuSet) -> None:
         spec, gs = self._check_gpus(model, gpus)
@@ -228,7 +156,7 @@ class SimBackend(Backend):
             self.ledger.change(g, PREWARM, spec.bytes_per_gpu, self.loop.t)
             self.state.gpus[g].replicas[model] = rep
         self._tl("prewarm_start", model, gpus=gs, nbytes=spec.bytes_per_gpu)
-        job = self._load(model, gs)
+        job = self.loader.start(model, gs)
         self.jobs[(model, gs)] = job
         job.waiters.append(lambda: self._prewarm_done(rep))
 
@@ -251,7 +179,7 @@ class SimBackend(Backend):
     def _drop_replica(self, rep: ReplicaState, why: str) -> None:
         job = self.jobs.pop((rep.model, rep.gpus), None)
         if job is not None:
-            self._cancel(job)
+            self.loader.cancel(job)
         for g in rep.gpus:
             del self.state.gpus[g].replicas[rep.model]
             self.ledger.change(g, PREWARM, -rep.bytes_per_gpu, self.loop.t)
@@ -326,7 +254,7 @@ class SimBackend(Backend):
             st_all.gpus[g].instances.append(iid)
         if mem_fraction < 1:
             self._colocated += 1
-        inst = Instance(st, self._lat[model], lim, self.loop, self.req, self._slow, self._req_done, self._busy,
+        inst = Instance(st, self._lat[model], lim, self.loop, self.req, self._req_done, self._busy,
                         self._drained, self._preempted)  # type: ignore[arg-type]
         inst.set_kv_blocks(blocks)
         inst.reuse = reuse is not None
@@ -361,7 +289,7 @@ class SimBackend(Backend):
             else:
                 job.waiters.append(lambda: self._load_done(inst))
         else:
-            inst.job = self._load(inst.st.model, inst.st.gpus)
+            inst.job = self.loader.start(inst.st.model, inst.st.gpus)
             inst.job.waiters.append(lambda: self._load_done(inst))
 
     def _load_done(self, inst: Instance) -> None:
@@ -396,7 +324,7 @@ class SimBackend(Backend):
         self._tl("instance_stopping", st.model, instance_id, st.gpus)
         if was is InstancePhase.STARTING and st.inflight == 0:
             if inst.job is not None and not inst.job.done:
-                self._cancel(inst.job)
+                self.loader.cancel(inst.job)
                 inst.keep = False  # weights incomplete
             self._finish_stop(inst)
         elif was is InstancePhase.READY and inst.empty():
@@ -560,19 +488,3 @@ class SimBackend(Backend):
             "nodes": self.state.nodes,
             "gpus_per_node": self.state.gpus_per_node,
         }
-
-
-def _cluster_shape(cluster: Any) -> tuple[int, int]:
-    c = dict(cluster) if not isinstance(cluster, DictConfig) else {k: cluster[k] for k in cluster}
-    out = []
-    for key in ("nodes", "gpus_per_node"):
-        if key not in c:
-            raise InputError(f"cluster: missing field '{key}'")
-        try:
-            v = int(c[key])
-        except (TypeError, ValueError):
-            raise InputError(f"cluster.{key}: not an integer: {c[key]!r}") from None
-        if v < 1:
-            raise InputError(f"cluster.{key}: must be >= 1, got {v}")
-        out.append(v)
-    return out[0], out[1]

@@ -46,14 +46,14 @@ IDLE, PREFILL, DECODE = 0, 1, 2
 
 class Instance:
     __slots__ = (
-        "st", "lat", "lim", "loop", "req", "slow_of", "on_done", "on_busy", "on_drained", "on_preempt",
+        "st", "lat", "lim", "loop", "req", "on_done", "on_busy", "on_drained", "on_preempt",
         "waiting", "running", "fin", "step", "ctx", "cap_tokens", "block_tokens", "mode", "gen",
         "t0", "k", "B", "A", "D", "batch", "in_handler", "truncated",
         "t_created", "t_load0", "t_load1", "t_ready", "t_stop", "seg", "keep", "job", "post_s", "reuse", "slow",
     )
 
     def __init__(self, st: InstanceState, lat: Latency, lim: EngineLimits, loop: EventLoop, req: RequestTable,
-                 slow_of: Callable[[Instance], float], on_done: Callable[[Instance, int, int], None],
+                 on_done: Callable[[Instance, int, int], None],
                  on_busy: Callable[[Instance, float, float], None], on_drained: Callable[[Instance], None],
                  on_preempt: Callable[[Instance, int], None]) -> None:
         self.st = st
@@ -61,7 +61,6 @@ class Instance:
         self.lim = lim
         self.loop = loop
         self.req = req
-        self.slow_of = slow_of
         self.on_done = on_done  # (instance, row, status) after a request ends
         self.on_busy = on_busy  # (instance, t0, t1) computing interval
         self.on_drained = on_drained  # stopping instance became empty

@@ -33,7 +33,6 @@ def _overlap(a: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np
 
 def build_request_log(req: RequestTable, insts: dict[int, Instance]) -> pd.DataFrame:
     """The request log; ``system`` is left empty for the runner to fill."""
-    n = req.n
     iid = np.frombuffer(req.instance, dtype=np.int64)
     first = np.frombuffer(req.first, dtype=np.float64)
     finish = np.frombuffer(req.finish, dtype=np.float64)

@@ -155,3 +155,20 @@ def check_models_fit(hw: HardwareProfile, models: Mapping[str, ModelSpec], gpus_
             raise InputError(
                 f"model {name}: weights {spec.bytes_per_gpu / 2**30:.1f} GiB/GPU at tp={spec.tp} plus KV for one "
                 f"max_model_len sequence do not fit hardware '{hw.name}' pool {hw.pool_bytes / 2**30:.1f} GiB/GPU")
+
+
+def cluster_shape(cluster: Any) -> tuple[int, int]:
+    """``(nodes, gpus_per_node)`` of a cluster config, validated."""
+    c = dict(cluster) if not isinstance(cluster, DictConfig) else {k: cluster[k] for k in cluster}
+    out = []
+    for key in ("nodes", "gpus_per_node"):
+        if key not in c:
+            raise InputError(f"cluster: missing field '{key}'")
+        try:
+            v = int(c[key])
+        except (TypeError, ValueError):
+            raise InputError(f"cluster.{key}: not an integer: {c[key]!r}") from None
+        if v < 1:
+            raise InputError(f"cluster.{key}: must be >= 1, got {v}")
+        out.append(v)
+    return out[0], out[1]

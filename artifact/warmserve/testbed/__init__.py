@@ -17,5 +17,9 @@ Pieces (one job each):
 ``utilization``  per-second process CPU/memory (CPU) or NVML (GPU) sampling.
 ``ray_nodes``    one Ray actor per node owning that node's engines (multi-machine runs).
 ``tiny_models``  random-weight Llama checkpoints made locally (no downloads, no tokenizer).
-``runner``       one testbed run end to end, writing the same outputs as the twin.
+``runnable``     ``RunnableTestbed``: ``backend=testbed`` for ``python -m warmserve.run`` (the runner's
+                 protocol: replay, request log, timeline, utilisation), Ctrl-C safe.
+``stubs``        a stub-engine testbed and a minimal launching policy (tests, router benchmark).
+
+Run (CPU): ``python -m warmserve.run +experiment=sim_vs_real backend=testbed system=reactive out=...``.
 """

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -44,7 +43,8 @@ from warmserve.control.seam import (
     StartKind,
 )
 from warmserve.testbed.clock import WallClock
-from warmserve.testbed.engines import EngineError, EngineProcess, PortTaken
+from warmserve.testbed.engines import EngineError, EngineProcess
+from warmserve.testbed.launcher import EngineLauncher, Prespawned
 from warmserve.testbed.mechanisms import EngineFactory, Mechanism, SleepModeClient
 from warmserve.testbed.ports import PortAllocator
 
@@ -77,6 +77,7 @@ class _Runtime:
     error: str | None = None
     start_mono: float = 0.0
     task: asyncio.Task | None = None
+    retiring: bool = False  # the backend itself is stopping the engine: its exit is no failure
 
 
 @dataclass(slots=True)
@@ -91,14 +92,7 @@ class _Standby:
     task: asyncio.Task | None = None
 
 
-@dataclass(slots=True)
-class _Prespawned:
-    engine: EngineProcess
-    ready_file: Path
-    cores: str
-
-
-class TestbedBackend(Backend):
+class TestbedBackend(EngineLauncher, Backend):
     """Real engines on the wall clock. Use ``async with`` (or ``open``/``close``)."""
 
     def __init__(
@@ -125,12 +119,13 @@ class TestbedBackend(Backend):
         self._ids = itertools.count()
         self._rt: dict[int, _Runtime] = {}
         self._standby: dict[tuple[str, GpuSet], _Standby] = {}
-        self._pool: list[_Prespawned] = []
+        self._pool: list[Prespawned] = []
         self._waiting: dict[int, asyncio.Future[int]] = {}
         self._tasks: set[asyncio.Task] = set()
         self._session: aiohttp.ClientSession | None = None
         self._tmp = Path(tempfile.mkdtemp(prefix="warmserve-prespawn-"))
         self._closed = False
+        self.engine_host = None  # a warmserve.testbed.ray_nodes.RayEngineHost: engines live on their node's agent
 
     # ---- lifecycle -------------------------------------------------------
     @property
@@ -212,69 +207,6 @@ class TestbedBackend(Backend):
     def _name(self, tag: str, model: str) -> str:
         return f"{tag}{next(self._ids)}-{model}"
 
-    def _spawn_prespawned(self) -> _Prespawned:
-        name = self._name("p", "pool")
-        ready = self._tmp / f"{name}.ready"
-        cores = ",".join(self.settings.slot_cores)
-        spec = self.factory.prespawn(name, ready, cores)
-        eng = EngineProcess(spec, stdin_pipe=True)
-        eng.launch()
-        return _Prespawned(engine=eng, ready_file=ready, cores=cores)
-
-    async def _wait_prespawned(self, p: _Prespawned) -> None:
-        deadline = time.monotonic() + self.factory.cfg.startup_timeout_s
-        while not p.ready_file.exists():
-            if not p.engine.alive():
-                raise EngineError(f"pre-spawned process died: {p.engine.log_tail()}")
-            if time.monotonic() > deadline:
-                raise EngineError("pre-spawned process did not import its module in time")
-            await asyncio.sleep(0.1)
-
-    def _take_prespawned(self) -> _Prespawned | None:
-        for i, p in enumerate(self._pool):
-            if p.ready_file.exists() and p.engine.alive():
-                return self._pool.pop(i)
-        return None
-
-    async def _launch(self, name: str, model: str, gpus: GpuSet, extra: list[str] | None = None,
-                      prespawned: _Prespawned | None = None) -> EngineProcess:
-        """Start a server for ``model`` on ``gpus`` and wait until healthy (retrying taken ports)."""
-        base = self.state.models[model].base
-        cores = self._cores(gpus)
-        for attempt in range(self.settings.max_port_retries):
-            port = self.ports.acquire()
-            if prespawned is not None and attempt == 0:
-                eng = prespawned.engine
-                eng.spec.port = port
-                eng.spec.name = name
-                args = self.factory.server_args(model, base, port, cores, extra)
-                assert eng.proc is not None and eng.proc.stdin is not None
-                msg = {"args": args, "env": self.factory.env(cores)}
-                eng.proc.stdin.write((json.dumps(msg) + "\n").encode())
-                eng.proc.stdin.flush()
-                eng.proc.stdin.close()
-                eng.launched_mono = time.monotonic()
-            else:
-                eng = EngineProcess(self.factory.fresh(name, model, base, port, cores, extra))
-                try:
-                    eng.launch()
-                except PortTaken:
-                    self.ports.release(port)
-                    continue
-            try:
-                await eng.wait_healthy(self.session, self.factory.cfg.startup_timeout_s,
-                                       self.factory.cfg.health_interval_s)
-                return eng
-            except PortTaken:
-                await asyncio.to_thread(eng.stop, 1.0)
-                self.ports.release(port)
-                continue
-            except BaseException:
-                await asyncio.to_thread(eng.stop, 1.0)
-                self.ports.release(port)
-                raise
-        raise PortTaken(f"{name}: no usable port after {self.settings.max_port_retries} tries")
-
     def _release_gpus(self, inst: InstanceState) -> None:
         per_gpu = int(inst.mem_fraction * self.settings.capacity_bytes)
         for g in inst.gpus:
@@ -332,9 +264,6 @@ class TestbedBackend(Backend):
         rt.task = self._spawn(self._bring_up(iid, standby))
         return iid
 
-    def _take_prespawned_peek(self) -> bool:
-        return any(p.ready_file.exists() and p.engine.alive() for p in self._pool)
-
     async def _bring_up(self, iid: int, standby: _Standby | None) -> None:
         inst = self.state.instances[iid]
         rt = self._rt[iid]
@@ -376,6 +305,8 @@ class TestbedBackend(Backend):
             if self.state.instances[iid].phase not in (InstancePhase.READY, InstancePhase.STOPPING):
                 return
             await asyncio.sleep(0.2)
+        if rt.retiring:
+            return
         if self.state.instances[iid].phase in (InstancePhase.READY, InstancePhase.STOPPING):
             code = rt.engine.proc.returncode if rt.engine and rt.engine.proc else None
             self._fail(iid, f"engine exited with code {code}")
@@ -411,6 +342,7 @@ class TestbedBackend(Backend):
             await asyncio.sleep(0.05)
         if inst.phase is not InstancePhase.STOPPING:
             return  # failed meanwhile; _fail reported it
+        rt.retiring = True
         self._release_gpus(inst)
         spec = self.state.models[inst.model]
         keep = keep_weights and rt.engine is not None and rt.engine.alive() and all(
@@ -560,6 +492,8 @@ class TestbedBackend(Backend):
         while rt.engine is not None and rt.engine.alive() and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         inst = self.state.instances[instance_id]
+        if rt.retiring:
+            return False
         if rt.engine is not None and not rt.engine.alive() and inst.phase in (
                 InstancePhase.READY, InstancePhase.STOPPING):
             code = rt.engine.proc.returncode if rt.engine.proc else None

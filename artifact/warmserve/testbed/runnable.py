@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -80,7 +81,8 @@ class RunnableTestbed(TestbedBackend):
             adopt_replicas=self.features.memory_switching,
             keep_weights_on_stop=self.features.keep_weights_on_stop,
         )
-        self._log_dir = _resolve(log_dir)
+        # one folder of engine logs per run, so logs of different runs never mix
+        self._log_dir = _resolve(log_dir) / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
         factory = EngineFactory(EngineConfig.from_cfg(dict(engine)), ckpt, host, self._log_dir)
         super().__init__(settings, factory, models, nodes, gpn, WallClock())
         self.host = host
@@ -234,6 +236,7 @@ class RunnableTestbed(TestbedBackend):
             "partial": self.partial,
             "interrupted_by": self.interrupted_by,
             "wall_s": round(self._wall_s, 3),
+            "engine_logs": str(self._log_dir),
             "counters": dict(self.counters),
             "starts_by_mechanism": pd.Series([e["mechanism"] for e in starts]).value_counts().to_dict(),
             "note": ("real engine processes on this machine; on the CPU a prewarmed replica is a whole standby "

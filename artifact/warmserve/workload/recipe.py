@@ -17,6 +17,10 @@ For ``M`` models in config order, model ``i``:
 * input tokens are capped at ``input_cap`` (1024), output tokens floored at
   ``output_floor`` (3).
 
+A replayed hour with no rows is an ``InputError`` when its model must draw
+requests; a model that draws ``n_i = 0`` from it gets none (the published code
+divides by zero in both cases).
+
 All models' samples are concatenated in model order and merged by a stable
 sort on arrival. Ties of equal timestamps inside one source hour keep file
 order here; the published code sorts the parsed CSV with pandas' default

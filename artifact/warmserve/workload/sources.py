@@ -13,8 +13,8 @@
 ``requests``  a user's file that already says which model each request is for
               (``file`` with a ``model`` column): used as is, no sampling.
 
-Relative paths resolve against ``../shared/data`` (``warmserve.config.shared_dir``)
-when they do not exist relative to the working directory.
+Relative paths resolve against the working directory, then the checkout root, then
+``../shared/data`` (``warmserve.config.shared_dir``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 from scipy import special
 
-from warmserve.config import load_yaml, shared_dir
+from warmserve.config import REPO_ROOT, load_yaml, shared_dir
 from warmserve.errors import InputError
 from warmserve.workload import synthetic
 from warmserve.workload.cache import WeekStore, cache_root, file_identity, key_of
@@ -60,8 +60,11 @@ def resolve_path(p: str | None, what: str) -> Path:
     if p is None or str(p) in ("", "???", "None"):
         raise InputError(f"{what}: a path is required (e.g. {what}=<file>)")
     path = Path(str(p)).expanduser()
-    if not path.exists() and not path.is_absolute() and (shared_dir() / "data" / path).exists():
-        path = shared_dir() / "data" / path
+    if not path.exists() and not path.is_absolute():
+        for root in (REPO_ROOT, shared_dir() / "data"):  # checkout-relative, then bundled data
+            if (root / path).exists():
+                path = root / path
+                break
     if not path.exists():
         raise InputError(f"{what}: file not found: {path}")
     return path.resolve()

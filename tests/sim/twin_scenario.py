@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
+from twin_chaos import ChaosPolicy
 
-from chaos import ChaosPolicy
 from warmserve.config import load_yaml, model_specs
 from warmserve.control.controller import Controller
 from warmserve.control.features import BackendFeatures

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import rng_week_rows, write_csv
+from wl_helpers import rng_week_rows, write_csv
 
 from warmserve.errors import InputError
 from warmserve.workload.loader import DAY_S, WEEK_S, load_azure_csv

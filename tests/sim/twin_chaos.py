@@ -45,8 +45,6 @@ class ChaosPolicy(SystemPolicy):
             s = self._free_set(m)
             if s is not None:
                 cmds.append(StartInstance(m, s))
-                for g in s:  # reserve in our planning (the controller applies in order)
-                    pass
                 break
         return cmds
 

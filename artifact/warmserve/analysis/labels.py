@@ -1,0 +1,105 @@
+"""Readable names, a fixed order and a fixed colour per system, shared by every figure.
+
+A system keeps one colour across all notebooks so a reader can compare
+figures at a glance; orders follow the paper's story (WarmServe first, then the
+baselines; the ablation chain in the order mechanisms are added).
+"""
+
+from __future__ import annotations
+
+import seaborn as sns
+
+SYSTEM_LABELS: dict[str, str] = {
+    "warmserve": "WarmServe",
+    "serverlessllm": "ServerlessLLM-style",
+    "muxserve": "MuxServe-style",
+    "reactive": "reactive autoscaling",
+    "static": "static (dedicated)",
+    "oracle": "WarmServe + oracle forecast",
+    "worker_prewarm": "+ worker/engine prewarm",
+    "warmserve_no_prediction": "+ keep weights (no forecast)",
+    "ablation_forecast_rr": "+ forecast prewarm (round-robin)",
+    "warmserve_no_kv": "+ evict-aware placement",
+    "warmserve_round_robin": "WarmServe, round-robin placement",
+    "probe_cold": "cold",
+    "probe_worker": "worker prewarmed",
+    "probe_prewarmed": "weights prewarmed",
+    "probe_warm": "warm",
+}
+
+# The main comparison, WarmServe first.
+MAIN_ORDER: tuple[str, ...] = ("warmserve", "serverlessllm", "muxserve", "reactive", "static")
+
+# The cumulative ablation chain (configs/experiment/ablation.yaml), labels say what each step adds.
+ABLATION_ORDER: tuple[str, ...] = (
+    "reactive",
+    "worker_prewarm",
+    "warmserve_no_prediction",
+    "ablation_forecast_rr",
+    "warmserve_no_kv",
+    "warmserve",
+    "oracle",
+)
+ABLATION_LABELS: dict[str, str] = {
+    "reactive": "vanilla reactive",
+    "worker_prewarm": "+ worker/engine prewarm",
+    "warmserve_no_prediction": "+ keep weights (no forecast)",
+    "ablation_forecast_rr": "+ forecast prewarm (RR placement)",
+    "warmserve_no_kv": "+ evict-aware placement",
+    "warmserve": "+ KV reservation (= WarmServe)",
+    "oracle": "+ oracle forecast",
+}
+
+# The paper's motivation: the design space existing systems sit in.
+SYSTEM_CATEGORY: dict[str, str] = {
+    "static": "dedicated",
+    "reactive": "autoscaling",
+    "serverlessllm": "autoscaling",
+    "muxserve": "GPU sharing",
+    "warmserve": "WarmServe",
+}
+
+# Cold-start probes: system name -> start kind it stages (warmserve.control.probe), in cost order.
+PROBE_KINDS: dict[str, str] = {
+    "probe_cold": "cold",
+    "probe_worker": "worker",
+    "probe_prewarmed": "prewarmed",
+    "probe_warm": "warm",
+}
+START_KIND_LABELS: dict[str, str] = {
+    "cold": "cold (new process)",
+    "worker": "worker prewarmed",
+    "prewarmed": "weights prewarmed",
+    "warm": "warm",
+}
+
+
+def label(system: str) -> str:
+    """Readable name of a system (its config name when unknown)."""
+    return SYSTEM_LABELS.get(system, system)
+
+
+def ordered(systems: object, order: tuple[str, ...] = MAIN_ORDER) -> list[str]:
+    """The systems present, in ``order`` first, unknown ones after (alphabetically)."""
+    present = {str(s) for s in systems}  # type: ignore[attr-defined]
+    return [s for s in order if s in present] + sorted(present - set(order))
+
+
+def palette(systems: list[str]) -> dict[str, tuple[float, float, float]]:
+    """A stable colour per system name: its position in the union of all known orders."""
+    known = list(dict.fromkeys(MAIN_ORDER + ABLATION_ORDER + tuple(PROBE_KINDS)))
+    colours = sns.color_palette("tab10", 10) + sns.color_palette("Set2", 8)
+    out = {}
+    for s in systems:
+        i = known.index(s) if s in known else len(known) + sorted(systems).index(s)
+        out[s] = colours[i % len(colours)]
+    return out
+
+
+def hue_args(systems: object, order: tuple[str, ...] = MAIN_ORDER,
+             labels: dict[str, str] | None = None) -> dict[str, object]:
+    """``hue_order`` and ``palette`` for seaborn when ``hue`` is the readable label column."""
+    names = ordered(systems, order)
+    lab = labels or SYSTEM_LABELS
+    pal = palette(names)
+    return {"hue_order": [lab.get(s, s) for s in names], "palette": {lab.get(s, s): pal[s] for s in names}}

@@ -1,0 +1,71 @@
+"""The paper's experiments: what each runs, which claim it tests, which notebook draws it.
+
+A *sweep* experiment is one or more Hydra multirun presets in
+``configs/experiment/`` over ``python -m warmserve.run``; a *script*
+experiment is a Python function writing ``results/<name>/``. ``run_all.sh``
+runs them in catalog order, then the notebooks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    claim: str  # which claim of the paper it tests
+    notebook: str
+    presets: tuple[str, ...] = ()  # configs/experiment/<preset>.yaml (Hydra multirun)
+    script: str | None = None  # "module:function" for non-sweep experiments
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+CATALOG: dict[str, Experiment] = {
+    e.name: e
+    for e in (
+        Experiment(
+            "main",
+            "up to 50.8x lower tail (P99) TTFT than an autoscaling system (ServerlessLLM)",
+            "02_main.ipynb",
+            presets=("main",),
+        ),
+        Experiment(
+            "capacity",
+            "up to 2.5x more requests served under an SLO than a GPU-sharing system (MuxServe)",
+            "03_capacity.ipynb",
+            presets=("capacity",),
+        ),
+        Experiment(
+            "ablation",
+            "each mechanism (worker prewarm, forecast prewarm, evict-aware placement, KV reservation) contributes",
+            "04_ablation.ipynb",
+            presets=("ablation",),
+        ),
+        Experiment(
+            "sensitivity",
+            "the advantage holds across popularity skew, burstiness, forecast window and error, #models, cluster size",
+            "05_sensitivity.ipynb",
+            presets=("sens_alpha", "sens_cv", "sens_window", "sens_error", "sens_models", "sens_cluster"),
+        ),
+        Experiment(
+            "timeline",
+            "prewarming follows the forecast load: replicas are in place before bursts",
+            "07_timeline.ipynb",
+            presets=("timeline",),
+        ),
+        Experiment(
+            "coldstart",
+            "prewarmed starts take well under a second instead of tens of seconds",
+            "08_coldstart.ipynb",
+            presets=("coldstart",),
+        ),
+        Experiment(
+            "forecast",
+            "5-minute load is predictable (the paper reports 7.3 % mean relative error for peaks)",
+            "10_forecast.ipynb",
+            script="warmserve.experiments.forecast_study:main",
+        ),
+    )
+}
+# The compromise figure (TTFT vs GPU-seconds; notebook 09_compromise) reads results/main: no runs of its own.

@@ -1,0 +1,98 @@
+"""Weight loads of the twin: one flow per TP shard, and the node's DRAM checkpoint cache.
+
+A ``LoadJob`` is one model's weights going onto a GPU set; it completes when
+its last shard does and then runs its waiters (a prewarm completing, or an
+instance leaving its load phase). With ``host_cache`` a checkpoint already in
+the node's DRAM cache skips the NVMe link; a load from NVMe then puts it in
+the cache (LRU, ``host_cache_bytes`` per node).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from warmserve.control.features import BackendFeatures
+from warmserve.control.seam import ClusterState, GpuSet
+from warmserve.sim.links import Flow, LinkNetwork
+from warmserve.sim.profile import HardwareProfile
+
+
+class LoadJob:
+    """One model's weights loading onto a GPU set (one flow per TP shard)."""
+
+    __slots__ = ("model", "gpus", "flows", "pending", "waiters", "from_nvme", "nbytes", "done")
+
+    def __init__(self, model: str, gpus: GpuSet, from_nvme: bool, nbytes: int) -> None:
+        self.model = model
+        self.gpus = gpus
+        self.flows: list[Flow] = []
+        self.pending = 0
+        self.waiters: list[Callable[[], None]] = []
+        self.from_nvme = from_nvme
+        self.nbytes = nbytes
+        self.done = False
+
+
+class Loader:
+    """Starts and cancels load jobs; owns the per-node DRAM checkpoint caches."""
+
+    def __init__(self, net: LinkNetwork, state: ClusterState, hw: HardwareProfile, features: BackendFeatures,
+                 tl: Callable[..., Any]) -> None:
+        self.net = net
+        self.state = state
+        self.hw = hw
+        self.features = features
+        self.tl = tl
+        self.host_cache: list[OrderedDict[tuple[str, int], int]] = [OrderedDict() for _ in range(state.nodes)]
+
+    # ---- loads ---------------------------------------------------------------
+    def start(self, model: str, gs: GpuSet) -> LoadJob:
+        spec = self.state.models[model]
+        node = gs[0] // self.state.gpus_per_node
+        key = (spec.base, spec.tp)
+        from_nvme = True
+        if self.features.host_cache:
+            cache = self.host_cache[node]
+            if key in cache:
+                cache.move_to_end(key)
+                from_nvme = False
+        job = LoadJob(model, gs, from_nvme, spec.bytes_per_gpu * len(gs))
+        gpn = self.state.gpus_per_node
+        for g in gs:
+            f = Flow(node, self.net.path(g, node, g % gpn, from_nvme), spec.bytes_per_gpu,
+                     lambda _f, j=job: self._flow_done(j))
+            job.flows.append(f)
+        job.pending = len(job.flows)
+        self.tl("load_start", model, gpus=gs, nbytes=job.nbytes, detail="nvme" if from_nvme else "host_cache")
+        for f in job.flows:
+            self.net.start(f)
+        return job
+
+    def _flow_done(self, job: LoadJob) -> None:
+        job.pending -= 1
+        if job.pending:
+            return
+        job.done = True
+        self.tl("load_done", job.model, gpus=job.gpus, nbytes=job.nbytes, detail="nvme" if job.from_nvme else "host_cache")
+        if job.from_nvme and self.features.host_cache:
+            spec = self.state.models[job.model]
+            node = job.gpus[0] // self.state.gpus_per_node
+            cache = self.host_cache[node]
+            size = spec.weight_bytes
+            if size <= self.hw.host_cache_bytes:
+                cache[(spec.base, spec.tp)] = size
+                while sum(cache.values()) > self.hw.host_cache_bytes:
+                    cache.popitem(last=False)
+        for w in job.waiters:
+            w()
+        job.waiters = []
+
+    def cancel(self, job: LoadJob) -> None:
+        if job.done:
+            return
+        moved = sum(self.net.cancel(f) for f in job.flows)
+        job.done = True
+        job.waiters = []
+        self.tl("load_cancel", job.model, gpus=job.gpus, nbytes=int(moved))
