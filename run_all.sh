@@ -1,5 +1,13 @@
 #!/usr/bin/env bash
+# One-command reproduction: installs into ./.venv if needed, then builds the workloads, runs every
+# experiment on the cluster twin and executes every notebook (figures/, results/tables/).
+#   bash run_all.sh            full reproduction (about 10 minutes on a 2-core machine, see README)
+#   QUICK=1 bash run_all.sh    reduced version (few points, short replays, 10 % synthetic weeks); CI runs it
+#   FORCE=1 bash run_all.sh    rerun finished runs instead of skipping them
 set -euo pipefail
 cd "$(dirname "$0")"
 bash scripts/setup_env.sh
-echo "nothing to run yet"
+args=()
+[ "${QUICK:-0}" = "1" ] && args+=(--quick)
+[ "${FORCE:-0}" = "1" ] && args+=(--force)
+exec .venv/bin/python -m warmserve.experiments.reproduce "${args[@]}"

@@ -27,6 +27,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from warmserve.analysis.labels import label
 from warmserve.analysis.results import read_requests
 
 Bound = Literal["exact", "at_least", "below"]
@@ -158,7 +159,7 @@ def ratio_table(caps: pd.DataFrame, num: str = "warmserve", den: str = "muxserve
             missing = [s for s in (num, den) if s not in cs]
             r = Ratio(None, None, f"no runs of {', '.join(missing)}")
         else:
-            r = capacity_ratio(cs[num], cs[den], num, den)
+            r = capacity_ratio(cs[num], cs[den], label(num), label(den))
         row.update(ratio=r, ratio_value=r.value, relation=r.relation, ratio_text=r.text(),
                    num_capacity=cs[num].text() if num in cs else "no runs",
                    den_capacity=cs[den].text() if den in cs else "no runs")

@@ -66,15 +66,26 @@ def save(fig: plt.Figure, name: str) -> list[Path]:
     out = []
     for ext in ("png", "pdf"):
         p = figures_dir() / f"{name}.{ext}"
-        fig.savefig(p, bbox_inches="tight", dpi=150 if ext == "png" else None)
+        tmp = p.with_name(f".{p.name}.tmp")
+        fig.savefig(tmp, format=ext, bbox_inches="tight", dpi=150 if ext == "png" else None)
+        os.replace(tmp, p)
         out.append(p)
     plt.close(fig)
     return out
 
 
+def save_show(fig: plt.Figure, name: str) -> object:
+    """``save`` then return the PNG as an IPython image, so a notebook shows exactly the saved file."""
+    png = save(fig, name)[0]
+    from IPython.display import Image
+
+    return Image(filename=str(png))
+
+
 def titled(fig: plt.Figure, title: str, prov: str) -> plt.Figure:
     """Put ``title`` and the provenance line ("simulated, <profile> ...") on the figure."""
-    fig.suptitle(f"{title}\n({prov})", fontsize="medium")
+    # placed above the axes (va=bottom at the top edge); savefig's tight bbox takes it in
+    fig.suptitle(f"{title}\n({prov})", fontsize="medium", y=1.0, va="bottom")
     return fig
 
 

@@ -128,8 +128,7 @@ def headline_table(tails: pd.DataFrame, cap_ratios: pd.DataFrame, default_slo_tt
     if cap_best is None and not cap_ratios.empty:
         first = default if default is not None else cap_ratios.iloc[0]
         best = _cap_row(first, "largest ratio over the swept SLOs", note)
-        best["ratio"] = "cannot compute at any swept SLO: " + "; ".join(
-            f"TTFT {r.slo_ttft_s:g} s: {r.ratio.reason}" for r in cap_ratios.itertuples())
+        best["ratio"] = "cannot compute at any swept SLO: " + uncomputable_reasons(cap_ratios)
         rows.append(best)
     else:
         rows.append(_cap_row(cap_best, "largest ratio over the swept SLOs", note))
@@ -139,6 +138,15 @@ def headline_table(tails: pd.DataFrame, cap_ratios: pd.DataFrame, default_slo_tt
     else:
         rows.append(_cap_row(default, "default SLO", note))
     return pd.DataFrame(rows, columns=HEADLINE_COLUMNS)
+
+
+def uncomputable_reasons(cap_ratios: pd.DataFrame) -> str:
+    """The reasons capacity ratios cannot be computed, each once, with the SLOs it applies to."""
+    by_reason: dict[str, list[str]] = {}
+    for r in cap_ratios.itertuples():
+        if not r.ratio.computable:
+            by_reason.setdefault(r.ratio.reason, []).append(f"{r.slo_ttft_s:g}")
+    return "; ".join(f"at TTFT SLO {', '.join(v)} s: {k}" for k, v in by_reason.items())
 
 
 def _compare(ours: Ratio | None, paper: float) -> str:
@@ -191,9 +199,9 @@ def honest_reading(tails: pd.DataFrame, cap_ratios: pd.DataFrame, main_runs: pd.
     else:
         lines.append("* **Requests served vs MuxServe.** No swept SLO gives a computable capacity ratio (see the table's "
                      "reasons); the sweep's rates would have to be extended.")
-    for r in cap_ratios.itertuples():
-        if not r.ratio.computable:
-            lines.append(f"  At TTFT SLO {r.slo_ttft_s:g} s: {r.ratio.reason}.")
+    why = uncomputable_reasons(cap_ratios)
+    if why:
+        lines.append(f"  Not computable: {why}.")
     lines += ["", "Why ours and the paper's differ:", ""]
     lines.append(f"* **Simulated, not measured.** Every number here comes from the discrete-event twin ({provenance_text}); "
                  "its latency model and load path are calibrated from public profiles, not from the paper's testbed.")

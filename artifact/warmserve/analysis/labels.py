@@ -7,6 +7,7 @@ baselines; the ablation chain in the order mechanisms are added).
 
 from __future__ import annotations
 
+import pandas as pd
 import seaborn as sns
 
 SYSTEM_LABELS: dict[str, str] = {
@@ -103,3 +104,11 @@ def hue_args(systems: object, order: tuple[str, ...] = MAIN_ORDER,
     lab = labels or SYSTEM_LABELS
     pal = palette(names)
     return {"hue_order": [lab.get(s, s) for s in names], "palette": {lab.get(s, s): pal[s] for s in names}}
+
+
+def sort_systems(df: pd.DataFrame, before: tuple[str, ...] = (), after: tuple[str, ...] = (),
+                 order: tuple[str, ...] = MAIN_ORDER) -> pd.DataFrame:
+    """Rows sorted by ``before`` columns, then the system order, then ``after`` columns."""
+    rank = {s: i for i, s in enumerate(ordered(df["system"], order))}
+    out = df.assign(_rank=df["system"].map(rank))
+    return out.sort_values([*before, "_rank", *after], kind="stable").drop(columns="_rank").reset_index(drop=True)

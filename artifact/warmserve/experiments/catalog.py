@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# Synthetic-week volume in quick mode (QUICK=1; full = 1.0, the real week's 27.3 M / 16.8 M rows).
+# The presets' quick_overrides set workload.source.scale to the same value, so the cache is shared.
+QUICK_SCALE = 0.1
+
 
 @dataclass(frozen=True)
 class Experiment:

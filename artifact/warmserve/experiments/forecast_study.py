@@ -28,6 +28,7 @@ from omegaconf import OmegaConf
 from warmserve.atomic import atomic_output_dir
 from warmserve.config import REPO_ROOT, configs_dir, model_specs
 from warmserve.control.policy import PolicyInputs
+from warmserve.experiments.catalog import QUICK_SCALE
 from warmserve.forecast.history import workload_concurrency
 from warmserve.workload.api import build_workload
 
@@ -41,12 +42,15 @@ def _forecaster(name: str):
     return instantiate(OmegaConf.load(configs_dir() / "forecaster" / f"{name}.yaml"))
 
 
-def study(traces: tuple[str, ...], seeds: tuple[int, ...], forecasters: tuple[str, ...]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def study(traces: tuple[str, ...], seeds: tuple[int, ...], forecasters: tuple[str, ...],
+          scale: float | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     rows, costs = [], []
     for trace in traces:
         for seed in seeds:
             cfg = OmegaConf.load(configs_dir() / "workload" / f"{trace}.yaml")
             cfg.seed = seed
+            if scale is not None:
+                cfg.source.scale = scale
             bundle = build_workload(cfg)
             specs = model_specs(cfg.models)
             window_s = float(cfg.window_s)
@@ -90,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skip {out}")
         return 0
     if a.quick:
-        errors, costs = study(("conv",), (42,), FORECASTERS_QUICK)
+        errors, costs = study(("conv",), (42,), FORECASTERS_QUICK, scale=QUICK_SCALE)
     else:
         errors, costs = study(TRACES_FULL, SEEDS_FULL, FORECASTERS_FULL)
     with atomic_output_dir(out) as stage:
