@@ -60,3 +60,31 @@ def test_gpu_mode_refuses_without_cuda():
         h2d_GBps(1024)
     with pytest.raises(RuntimeError, match="CUDA"):
         run_gpu(["tiny-s"])
+
+
+def _raw(base: str) -> dict:
+    return {"base": base, "weight_bytes": 2_300_000_000, "file_bytes": 44_000_000, "cold_s": 60.0,
+            "cold_load_s": 0.1, "engine_rss_bytes": 2_300_000_000, "promote_s": 0.001, "import_s": 20.0,
+            "worker_s": 40.0, "worker_load_s": 0.2,
+            "prefill": [[16, 60.0], [512, 200.0], [2048, 600.0]],
+            "decode": [[1, 76, 20.0], [4, 304, 22.0], [16, 1216, 30.0], [1, 780, 21.0]]}
+
+
+def test_cpu_profile_is_a_valid_twin_hardware_profile():
+    """The written YAML loads with the twin's own profile loader and says how it was made."""
+    from omegaconf import OmegaConf
+
+    from warmserve.calibrate.profile import cpu_profile
+    from warmserve.sim.profile import load_profile
+
+    raw = {"tiny-s": _raw("tiny-s"), "tiny-m": _raw("tiny-m"), "_memcpy_GBps": 10.0}
+    engine = {"args": ["--max-num-seqs", "32", "--max-model-len", "2048", "--max-num-batched-tokens", "4096",
+                       "--kv-cache-memory-bytes", "268435456"]}
+    text = cpu_profile(raw, "python -m warmserve.calibrate --x", "cpu-testbed", engine, 4 * 2**30)
+    assert "python -m warmserve.calibrate --x" in text and "MEASURED on" in text
+    cfg = OmegaConf.create(text)
+    prof = load_profile(cfg)
+    assert prof is not None
+    assert cfg.lifecycle.process_start_s == 20.0 and cfg.lifecycle.engine_init_s == pytest.approx(39.8)
+    assert cfg.nvme_GBps == pytest.approx(2 * 2.3e9 / 0.4 / 1e9, rel=1e-3)
+    assert set(cfg.latency) == {"tiny-s", "tiny-m"} and cfg.engine.max_num_batched_tokens == 4096

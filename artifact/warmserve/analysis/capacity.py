@@ -102,6 +102,8 @@ def capacities(grid: pd.DataFrame, target: float = 0.99,
                by: tuple[str, ...] = ("trace", "slo_ttft_s", "slo_tpot_s", "system")) -> pd.DataFrame:
     """One row per group of ``by``: the capacity object and its text."""
     rows = []
+    if grid.empty:
+        return pd.DataFrame(columns=[*by, "capacity", "capacity_rps", "bound", "capacity_text"])
     for key, g in grid.groupby(list(by), sort=True):
         c = capacity(g["rps"].to_numpy(float), g["attainment"].to_numpy(float), target)
         rows.append(dict(zip(by, key, strict=True), capacity=c, capacity_rps=c.rps, bound=c.bound,
@@ -152,6 +154,9 @@ def ratio_table(caps: pd.DataFrame, num: str = "warmserve", den: str = "muxserve
                 by: tuple[str, ...] = ("trace", "slo_ttft_s", "slo_tpot_s")) -> pd.DataFrame:
     """Per group of ``by``: the ``num``/``den`` capacity ratio (``Ratio``) and its text."""
     rows = []
+    if caps.empty:
+        return pd.DataFrame(columns=[*by, "ratio", "ratio_value", "relation", "ratio_text", "num_capacity",
+                                     "den_capacity"])
     for key, g in caps.groupby(list(by), sort=True):
         cs = dict(zip(g["system"], g["capacity"], strict=True))
         row = dict(zip(by, key, strict=True))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from warmserve.analysis.labels import PROBE_KINDS
+from warmserve.analysis.labels import PROBE_KINDS, natural_key
 from warmserve.analysis.results import read_requests
 
 PARTS = ("queue_s", "load_s", "init_s", "prefill_s")
@@ -54,7 +54,9 @@ def coldstart_table(overall: pd.DataFrame) -> pd.DataFrame:
     if df.empty:
         return df
     df["start_kind"] = pd.Categorical(df["start_kind"], categories=list(KIND_ORDER), ordered=True)
-    return df.sort_values(["hardware", "model", "start_kind"]).reset_index(drop=True)
+    rank = {m: i for i, m in enumerate(sorted(df["model"].unique(), key=natural_key))}  # 7b < 13b < 70b
+    df = df.assign(_m=df["model"].map(rank)).sort_values(["hardware", "_m", "start_kind"])
+    return df.drop(columns="_m").reset_index(drop=True)
 
 
 def speedups(table: pd.DataFrame, fast: str = "prewarmed", slow: str = "cold") -> pd.DataFrame:

@@ -17,6 +17,8 @@ import pandas as pd
 from warmserve.errors import InputError
 
 PAPER_PEAK_MRE = 0.073  # 5-min peak, as quoted by a third-party summary of the paper (reference section 4)
+# Display order: the published predictor first, the oracle (the harness check) last.
+FORECASTER_ORDER = ("paper", "naive", "holt_winters", "sarimax", "noisy_paper", "oracle")
 REQUIRED = ("trace", "forecaster", "model", "window", "rel_err_mean", "rel_err_peak")
 
 
@@ -49,7 +51,17 @@ def error_table(errors: pd.DataFrame, by: tuple[str, ...] = ("trace", "forecaste
     if "synthetic" in errors.columns:
         syn = errors.groupby(list(by))["synthetic"].all().reset_index()
         t = t.merge(syn, on=list(by))
+    if "forecaster" in by:
+        rank = {f: i for i, f in enumerate(forecaster_order(t["forecaster"]))}
+        t = t.assign(_r=t["forecaster"].map(rank)).sort_values(
+            [c for c in by if c != "forecaster"] + ["_r"]).drop(columns="_r").reset_index(drop=True)
     return t
+
+
+def forecaster_order(names: object) -> list[str]:
+    """The forecasters present, in ``FORECASTER_ORDER`` first, unknown ones after."""
+    present = {str(n) for n in names}  # type: ignore[attr-defined]
+    return [f for f in FORECASTER_ORDER if f in present] + sorted(present - set(FORECASTER_ORDER))
 
 
 def check_oracle(table: pd.DataFrame, tol: float = 1e-9) -> None:

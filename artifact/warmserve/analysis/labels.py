@@ -7,6 +7,8 @@ baselines; the ablation chain in the order mechanisms are added).
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import seaborn as sns
 
@@ -112,3 +114,8 @@ def sort_systems(df: pd.DataFrame, before: tuple[str, ...] = (), after: tuple[st
     rank = {s: i for i, s in enumerate(ordered(df["system"], order))}
     out = df.assign(_rank=df["system"].map(rank))
     return out.sort_values([*before, "_rank", *after], kind="stable").drop(columns="_rank").reset_index(drop=True)
+
+
+def natural_key(v: object) -> list[object]:
+    """Sort 'llama2-7b' before 'llama2-13b' before 'llama2-70b' (numbers compared as numbers)."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(v))]

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from warmserve.analysis.labels import MAIN_ORDER, hue_args, label
+from warmserve.analysis.labels import MAIN_ORDER, hue_args, label, natural_key
 
 
 def _grid(n_rows: int, n_cols: int, *, w: float = 4.2, h: float = 3.2, sharex: bool | str = False,
@@ -36,6 +36,33 @@ def _legend_once(fig: plt.Figure, axes: np.ndarray, title: str = "") -> None:
         fig.legend(handles, labels, title=title or None, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
 
 
+LINEAR_BELOW = 8.0  # max/min ratio under which log_y keeps a linear axis (readability choice)
+
+
+def log_y(ax: plt.Axes, auto: bool = True) -> None:
+    """Log y axis labelled with plain numbers (0.5, 2, 20 rather than 2x10^1).
+
+    Minor ticks get labels only when the axis spans little more than a decade
+    (at 2 and 5, or every one below ~0.7 decades), so short ranges stay readable.
+    With ``auto``, positive data spanning less than ``LINEAR_BELOW`` x stays on
+    a linear axis: a log axis there would show one or two ticks and hide the
+    differences it is meant to show.
+    """
+    lo, hi = ax.dataLim.intervaly
+    if auto and lo > 0 and hi / lo < LINEAR_BELOW:
+        return
+    ax.set_yscale("log")
+
+    def minor(v: float, _pos: int) -> str:
+        lo, hi = ax.get_ylim()
+        span = np.log10(hi / lo) if lo > 0 and hi > 0 else 99.0
+        lead = int(round(v / 10 ** np.floor(np.log10(v)))) if v > 0 else 0
+        return f"{v:g}" if span < 0.7 or (span < 1.5 and lead in (2, 5)) else ""
+
+    ax.yaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(mticker.FuncFormatter(minor))
+
+
 def _plain_ticks(ax: plt.Axes, values: list[float]) -> None:
     """Ticks at the swept values, written as plain numbers (2, 4, 8 rather than 2^1 ...)."""
     if len(values):
@@ -50,17 +77,23 @@ def facet_lines(df: pd.DataFrame, *, x: str, y: str, row: str | None = None, col
                 row_label: dict[str, str] | None = None, hline: float | None = None,
                 sharey: bool | str = "row", col_xlabel: dict[object, str] | None = None,
                 col_hlines: dict[object, tuple[float, str]] | None = None,
-                col_wrap: int | None = None) -> plt.Figure:
+                col_wrap: int | None = None, col_title: str = "{col} = {value}") -> plt.Figure:
     """Lines of ``y`` vs ``x`` per ``hue`` (systems, readable labels), one panel per (row, col) value.
 
     ``col_xlabel`` gives a per-column x label (panels sweeping different things);
-    ``col_hlines`` a per-column reference line (value, legend text).
+    ``col_hlines`` a per-column reference line (value, legend text); ``col_title`` formats
+    each panel's title from ``{col}`` and ``{value}``.
     """
     d = df.copy()
     d["_hue"] = [(labels or {}).get(str(s), label(str(s))) for s in d[hue]] if hue == "system" else d[hue].astype(str)
     ha = hue_args(d[hue], order, labels) if hue == "system" else {}
-    rows = list(dict.fromkeys(d[row])) if row else [None]
-    cols = sorted(d[col].dropna().unique(), key=str) if col else [None]
+    rows: list[object] = [None]
+    if row:
+        present = list(dict.fromkeys(d[row]))
+        # rows in row_label's order when given (e.g. metrics), else natural order (conv after code, 7b < 13b)
+        rows = [r for r in (row_label or {}) if r in present] + sorted(
+            (r for r in present if r not in (row_label or {})), key=natural_key)
+    cols = sorted(d[col].dropna().unique(), key=natural_key) if col else [None]
     if col_wrap and not row and len(cols) > col_wrap:
         n_r = -(-len(cols) // col_wrap)
         fig, axes = _grid(n_r, col_wrap, sharey=sharey)
@@ -79,7 +112,7 @@ def facet_lines(df: pd.DataFrame, *, x: str, y: str, row: str | None = None, col
         sub = sub.dropna(subset=[x, y])
         if not sub.empty:
             sns.lineplot(data=sub, x=x, y=y, hue="_hue", style="_hue", markers=True, dashes=False, ax=ax,
-                         errorbar=None, **ha)
+                         errorbar=None, style_order=ha.get("hue_order"), **ha)
         if hline is not None:
             ax.axhline(hline, color="k", lw=0.8, ls=":")
         if col_hlines and cv in col_hlines:
@@ -88,29 +121,32 @@ def facet_lines(df: pd.DataFrame, *, x: str, y: str, row: str | None = None, col
             ax.annotate(txt, (0.02, yv), xycoords=("axes fraction", "data"), fontsize="x-small",
                         color="gray", va="bottom")
         if logy:
-            ax.set_yscale("log")
+            log_y(ax)
         if logx:
             ax.set_xscale("log", base=2)
             _plain_ticks(ax, sorted(sub[x].unique()) if not sub.empty else [])
         rl = (row_label or {}).get(str(rv), str(rv)) if row else ""
         xl = (col_xlabel or {}).get(cv, xlabel or x)
         ax.set(xlabel=xl, ylabel=rl or ylabel or y,
-               title=f"{col} = {cv}" if col else "")
+               title=col_title.format(col=col, value=cv) if col else "")
     _legend_once(fig, axes)
     fig.tight_layout()
     return fig
 
 
 def metric_bars(df: pd.DataFrame, *, x: str, metrics: dict[str, str], hue: str | None = None,
-                order: list[str] | None = None, logy: tuple[str, ...] = ()) -> plt.Figure:
-    """One bar panel per metric (column -> axis label), bars over ``x`` (ordered), optional ``hue``."""
-    fig, axes = _grid(1, len(metrics), w=4.6, h=3.8)
+                order: list[str] | None = None, logy: tuple[str, ...] = (), ncols: int = 2) -> plt.Figure:
+    """One bar panel per metric (column -> axis label), ``ncols`` per row; bars over ``x`` (ordered), optional ``hue``."""
+    n_r = -(-len(metrics) // ncols)
+    fig, axes = _grid(n_r, min(ncols, len(metrics)), w=5.2, h=3.2 if n_r > 1 else 4.2, sharex=True)
+    for ax in axes.flat[len(metrics):]:
+        ax.set_visible(False)
     for ax, (m, lab) in zip(axes.flat, metrics.items(), strict=False):
         sub = df.dropna(subset=[m])
         if not sub.empty:
             sns.barplot(data=sub, x=x, y=m, hue=hue, order=order, ax=ax, errorbar=None)
         if m in logy:
-            ax.set_yscale("log")
+            log_y(ax)
         ax.set(xlabel="", ylabel=lab)
         ax.tick_params(axis="x", rotation=60)
         for t in ax.get_xticklabels():
@@ -166,7 +202,7 @@ def stacked_split(table: pd.DataFrame, parts: dict[str, str], *, x: str, group: 
                   group_order: list[str], logy: bool = False) -> plt.Figure:
     """Stacked bars of ``parts`` (column -> legend label) per (x, group), one panel per ``panel`` value."""
     panels = sorted(table[panel].unique())
-    xs = list(dict.fromkeys(table.sort_values(x)[x]))
+    xs = sorted(table[x].unique(), key=natural_key)
     fig, axes = _grid(1, len(panels), w=max(4.5, 1.4 * len(xs) * len(group_order) / 2), h=4.0, sharey=True)
     colours = sns.color_palette("colorblind", len(parts))
     width = 0.8 / len(group_order)
@@ -187,7 +223,7 @@ def stacked_split(table: pd.DataFrame, parts: dict[str, str], *, x: str, group: 
         ax.set_xticks(np.arange(len(xs)), xs)
         ax.set(title=str(pv), ylabel="TTFT (s)")
         if logy:
-            ax.set_yscale("log")
+            log_y(ax)
     axes.flat[0].legend(fontsize="small", loc="upper left")
     fig.tight_layout()
     return fig
@@ -208,13 +244,14 @@ def tradeoff_scatter(df: pd.DataFrame, *, x: str, ys: dict[str, str], col: str =
                 g = sub[sub["system"] == s].sort_values("rps")
                 if g.empty:
                     continue
-                lab = label(s) + (f" [{category[s]}]" if category and s in category else "")
+                cat = (category or {}).get(s)
+                lab = label(s) + (f" [{cat}]" if cat and cat.lower() != label(s).lower() else "")
                 colr = ha["palette"][label(s)]
                 ax.plot(g[x], g[y], "-o", color=colr, label=lab, ms=5, lw=0.8, alpha=0.9)
                 for r in g.itertuples(index=False):
                     ax.annotate(f"{r.rps:g}", (getattr(r, x), getattr(r, y)), fontsize="x-small",
                                 xytext=(3, 3), textcoords="offset points", color=colr)
-            ax.set_yscale("log")
+            log_y(ax)
             ax.set(xlabel="GPU-hours held" if x == "gpu_hours" else x, ylabel=ylab, title=f"{col} = {cv}")
             if i == 0 and j == 0:
                 ax.legend(fontsize="x-small")
@@ -231,9 +268,10 @@ def grouped_bars(df: pd.DataFrame, *, x: str, y: str, hue: str, panel: str, hue_
     for ax, pv in zip(axes.flat, panels, strict=False):
         sub = df[df[panel] == pv].copy()
         sub[hue] = sub[hue].astype(str)
-        sns.barplot(data=sub, x=x, y=y, hue=hue, hue_order=hue_order, ax=ax, errorbar=None)
+        sns.barplot(data=sub, x=x, y=y, hue=hue, hue_order=hue_order, ax=ax, errorbar=None,
+                    order=sorted(sub[x].unique(), key=natural_key))
         if logy:
-            ax.set_yscale("log")
+            log_y(ax)
         ax.set(title=str(pv), xlabel="", ylabel=ylabel or y)
     _legend_once(fig, axes, title=hue)
     fig.tight_layout()

@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--timeout-s", type=float, default=300)
     p.add_argument("--slot-mem-bytes", type=int, default=4 * 2**30)
+    p.add_argument("--from-raw", type=Path, default=None,
+                   help="write the profile from an earlier --raw JSON instead of measuring again (cpu mode)")
     a = p.parse_args(argv)
     command = "python -m warmserve.calibrate " + shlex.join(argv)
     if a.mode == "gpu":
@@ -35,6 +37,15 @@ def main(argv: list[str] | None = None) -> None:
 
         raw = run_gpu(a.models, a.repeats)
         text = gpu_profile_summary(raw, command)
+    elif a.from_raw is not None:
+        from warmserve.calibrate.profile import cpu_profile
+
+        if not a.from_raw.is_file():
+            raise InputError(f"--from-raw: no file {a.from_raw}")
+        raw = json.loads(a.from_raw.read_text())
+        bcfg = OmegaConf.to_container(OmegaConf.load(configs_dir() / "backend" / f"{a.backend}.yaml"), resolve=True)
+        command = f"{raw.get('_command', '(see ' + str(a.from_raw) + ')')}\n#   (profile written from its raw JSON by: {command})"
+        text = cpu_profile(raw, command, "cpu-testbed", bcfg["engine"], a.slot_mem_bytes)
     else:
         import importlib.util
 
@@ -54,6 +65,7 @@ def main(argv: list[str] | None = None) -> None:
                 raise InputError(f"no checkpoint {ckpt / b}: python -m warmserve.testbed.tiny_models --sizes {b}")
         raw = run_cpu(bcfg["engine"], a.models, ckpt, a.cores, int(bcfg.get("prompt_vocab", 4096)), a.repeats,
                       REPO_ROOT / "outputs" / "calibrate-logs", a.timeout_s)
+        raw["_command"] = command
         text = cpu_profile(raw, command, "cpu-testbed", bcfg["engine"], a.slot_mem_bytes)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = a.out.with_suffix(".tmp")

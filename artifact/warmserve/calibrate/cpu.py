@@ -5,7 +5,8 @@ process that has already imported vLLM (worker start), timed from launch (or
 from handing over the arguments) to ``/health`` = 200; vLLM's own log line
 "Loading weights took X seconds" gives the weight-load time and so the load
 bandwidth; then, on the running engine, prefill latency (TTFT at one output
-token, prompts of several lengths) and decode step time (TPOT at several batch
+token, prompts of several lengths, alone and four at once so the per-token
+slope reflects batched prefill) and decode step time (TPOT at several batch
 sizes and contexts), measured at the client over HTTP like the replay does.
 A standby engine's promotion (the CPU "prewarmed" start) costs one health
 round trip, measured too. Engines run one at a time, pinned to ``--cores``.
@@ -33,7 +34,7 @@ from warmserve.testbed.replay import ClientRecord, send_one
 
 LOAD_RE = re.compile(r"Loading weights took ([0-9.]+) seconds")
 
-PREFILL_TOKENS = (16, 128, 512, 1024)
+PREFILL_POINTS = ((16, 1), (128, 1), (512, 1), (1024, 1), (512, 4), (1024, 4))  # (prompt tokens, concurrent)
 DECODE_POINTS = ((1, 64), (4, 64), (16, 64), (1, 768), (4, 768))  # (batch, prompt tokens)
 DECODE_OUT = 24
 
@@ -52,12 +53,12 @@ async def _ttft_tpot(session, url: str, model: str, n_in: int, n_out: int, batch
 
 async def _latency(session, url: str, model: str, vocab: int, repeats: int) -> dict:
     prefill = []
-    for n in PREFILL_TOKENS:
+    for n, conc in PREFILL_POINTS:  # concurrent prompts share one prefill batch: time = the slowest TTFT
         ms = []
         for r in range(repeats):
-            (c,) = await _ttft_tpot(session, url, model, n, 1, 1, vocab, seed=n * 10 + r)
-            ms.append((c.first_token_mono - c.send_mono) * 1e3)
-        prefill.append((n, statistics.median(ms)))
+            recs = await _ttft_tpot(session, url, model, n, 1, conc, vocab, seed=n * 10 + conc * 3 + r)
+            ms.append(max(c.first_token_mono - c.send_mono for c in recs) * 1e3)
+        prefill.append((n * conc, statistics.median(ms)))
     decode = []
     for batch, n_in in DECODE_POINTS:
         ms = []
@@ -78,7 +79,8 @@ async def calibrate_model(factory: EngineFactory, ports: PortAllocator, base: st
                           repeats: int, timeout_s: float, log) -> dict:
     """Measure one model base; returns raw numbers (seconds, bytes, ms)."""
     weight_bytes = int(model_checkpoint(base).weight_bytes)
-    out: dict = {"base": base, "weight_bytes": weight_bytes}
+    files = sum(f.stat().st_size for f in (factory.checkpoint_dir / base).glob("*.safetensors"))
+    out: dict = {"base": base, "weight_bytes": weight_bytes, "file_bytes": files}
     async with aiohttp.ClientSession() as session:
         # 1) cold: a fresh server process
         port = ports.acquire()

@@ -22,10 +22,15 @@ def cpu_profile(raw: dict, command: str, name: str, engine_cfg: dict, slot_mem_b
     bases = [b for b in raw if not b.startswith("_")]
     cold = statistics.median(raw[b]["cold_s"] for b in bases)
     worker = statistics.median(raw[b]["worker_s"] for b in bases)
-    loads = [(raw[b]["weight_bytes"], raw[b].get("worker_load_s") or raw[b].get("cold_load_s")) for b in bases]
-    loads = [(n, s) for n, s in loads if s]
-    load_GBps = bandwidth_GBps(sum(n for n, _ in loads), sum(s for _, s in loads)) if loads else 1.0
-    mean_load = statistics.median(s for _, s in loads) if loads else 0.0
+    # weight_bytes of the tiny models are whole-engine bytes (configs/model/tiny-*.yaml), so the load rate the
+    # twin needs is the one that reproduces the measured load *time* for those bytes
+    loads = [(raw[b]["weight_bytes"], raw[b].get("worker_load_s") or raw[b].get("cold_load_s"),
+              raw[b].get("file_bytes", 0)) for b in bases]
+    loads = [x for x in loads if x[1]]
+    load_s = sum(s for _, s, _ in loads)
+    load_GBps = bandwidth_GBps(sum(n for n, _, _ in loads), load_s) if loads else 1.0
+    file_GBps = bandwidth_GBps(sum(f for _, _, f in loads), load_s) if loads and all(f for *_, f in loads) else None
+    mean_load = statistics.median(s for _, s, _ in loads) if loads else 0.0
     life = split_start(cold, worker, mean_load)
     promote = statistics.median(raw[b]["promote_s"] for b in bases)
     rss = max(raw[b]["engine_rss_bytes"] for b in bases)
@@ -41,9 +46,9 @@ def cpu_profile(raw: dict, command: str, name: str, engine_cfg: dict, slot_mem_b
     lat_yaml = OmegaConf.to_yaml(OmegaConf.create({"latency": latency}))
     raw_lines = "\n".join(
         f"#   {b}: cold {raw[b]['cold_s']:.2f} s, worker {raw[b]['worker_s']:.2f} s (import before it "
-        f"{raw[b]['import_s']:.2f} s), weights {raw[b]['weight_bytes'] / 2**20:.0f} MiB loaded in "
+        f"{raw[b]['import_s']:.2f} s), safetensors {raw[b].get('file_bytes', 0) / 2**20:.0f} MiB loaded in "
         f"{raw[b].get('worker_load_s')} s, engine RSS {raw[b]['engine_rss_bytes'] / 2**30:.2f} GiB;\n"
-        f"#     prefill (tokens, ms) {[(t, round(m, 1)) for t, m in raw[b]['prefill']]};\n"
+        f"#     prefill (batch tokens, ms) {[(t, round(m, 1)) for t, m in raw[b]['prefill']]};\n"
         f"#     decode (batch, ctx tokens, ms/step) {[(x, int(c), round(m, 1)) for x, c, m in raw[b]['decode']]}"
         for b in bases)
     today = dt.date.today().isoformat()
@@ -59,8 +64,9 @@ def cpu_profile(raw: dict, command: str, name: str, engine_cfg: dict, slot_mem_b
 name: {name}
 placeholder: false
 vidur_gpu: none
-gpu_mem_bytes: {slot_mem_bytes}            # slot budget the policies plan against (ours); a real engine process holds
-                                     # ~{rss / 2**30:.2f} GiB resident (measured RSS), KV cache {_arg(args, '--kv-cache-memory-bytes')} B
+gpu_mem_bytes: {slot_mem_bytes}            # slot budget the policies plan against (ours): one engine (weight_bytes = its RSS) + KV
+                                     # fits, two do not, so an idle slot holds one prewarmed (standby) engine; a real
+                                     # engine process holds ~{rss / 2**30:.2f} GiB resident (measured RSS), KV {_arg(args, '--kv-cache-memory-bytes')} B
 gpu_mem_utilization: 0.9             # as the GPU profiles (share of the slot for weights + KV)
 hbm_GBps: {memcpy:.2f}                     # host memcpy bandwidth, numpy copy of 256 MiB (measured)
 
@@ -70,8 +76,10 @@ h2d_slowdown_under_d2h: 0.0          # not applicable on the CPU
 gpus_per_pcie_switch: 1              # no switch on the CPU box
 pcie_switch_uplink_GBps: {memcpy:.2f}      # = pcie_h2d_GBps
 host_mem_GBps: {memcpy:.2f}                # host memcpy (measured)
-nvme_GBps: {load_GBps:.3f}                  # effective checkpoint load = weight bytes / vLLM "Loading weights took" (measured;
-                                     # page-cached files, so it is safetensors parsing + copy, not the disk)
+nvme_GBps: {load_GBps:.3f}                  # effective load rate reproducing vLLM's measured "Loading weights took" times for
+                                     # the configured weight_bytes (whole-engine bytes on the CPU, configs/model/tiny-*.yaml):
+                                     # sum(weight_bytes) / sum(load s). The safetensors files themselves load at
+                                     # {file_GBps if file_GBps is None else round(file_GBps, 3)} GB/s (page-cached: parsing + copy, not the disk).
 host_dram_bytes: {psutil.virtual_memory().total}
 host_cache_bytes: 4294967296         # page cache we allow for checkpoints (ours)
 
@@ -88,7 +96,7 @@ lifecycle:
 
 engine:
   max_num_seqs: {_arg(args, '--max-num-seqs')}                   # configs/backend/testbed.yaml engine args
-  max_num_batched_tokens: 4096       # vLLM CPU default chunk (not set by our args)
+  max_num_batched_tokens: {_arg(args, '--max-num-batched-tokens')}       # configs/backend/testbed.yaml engine args
   kv_block_tokens: {kv_block}                # vLLM default block size
   max_model_len: {_arg(args, '--max-model-len')}                # configs/backend/testbed.yaml engine args
 colocation_slowdown: 1.0             # slots have their own cores; each instance runs alone on its slot

@@ -46,18 +46,23 @@ class LoadTracker:
 
     def change(self, model: str, delta: int, now: float) -> None:
         """Record an arrival (+1) or a completion (-1) at time ``now``."""
+        # runs twice per request: locals instead of repeated attribute reads (same arithmetic)
         ml = self._m[model]
-        ml.window_integral += ml.inflight * (now - ml.last_t)
+        v = ml.inflight
+        ml.window_integral += v * (now - ml.last_t)
         ml.last_t = now
-        ml.inflight += delta
-        if ml.inflight < 0:
+        v += delta
+        if v < 0:
+            ml.inflight = v
             raise ValueError(f"in-flight count of {model} went negative at t={now}")
-        if ml.inflight > ml.window_peak:
-            ml.window_peak = ml.inflight
-        ml.history.append((now, ml.inflight))
+        ml.inflight = v
+        if v > ml.window_peak:
+            ml.window_peak = v
+        hist = ml.history
+        hist.append((now, v))
         cutoff = now - self._horizon
-        while len(ml.history) > 1 and ml.history[1][0] <= cutoff:
-            ml.history.popleft()
+        while len(hist) > 1 and hist[1][0] <= cutoff:
+            hist.popleft()
 
     def sliding_mean(self, model: str, now: float, window_s: float) -> float:
         """Time-weighted mean in-flight count over ``[now - window_s, now]``."""

@@ -92,7 +92,18 @@ class SystemPolicy:
 
         This is the published router (reference section 1.3 step 3); ties go to
         the lowest instance id so runs are deterministic.
+
+        Fast path: when the state keeps an idle index (``InstanceTable.first_idle``,
+        the twin does), an instance with nothing in flight is the answer
+        whenever one exists -- the same choice, without scanning the model's
+        instances.
         """
+        if self.instance_capacity > 0:
+            first_idle = getattr(ctx.state.instances, "first_idle", None)
+            if first_idle is not None:
+                idle = first_idle(request.model)
+                if idle is not None:
+                    return idle.instance_id
         best: InstanceState | None = None
         for inst in ctx.serving(request.model):
             if inst.inflight >= self.instance_capacity:

@@ -54,6 +54,7 @@ Memory semantics shared by every backend (they follow the published system):
 from __future__ import annotations
 
 import enum
+import heapq
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -88,6 +89,10 @@ class InstancePhase(enum.StrEnum):
     STOPPING = "stopping"  # takes no new requests, drains in-flight ones
     STOPPED = "stopped"
     FAILED = "failed"
+
+
+_STARTING = InstancePhase.STARTING  # module constants: enum attribute lookups are slow in hot paths
+_READY = InstancePhase.READY
 
 
 class RequestStatus(enum.StrEnum):
@@ -223,11 +228,22 @@ class InstanceTable(dict[int, "InstanceState"]):
     Routing asks "which instances serve model M" for every request; scanning
     all instances would make that O(cluster) (10^3 instances at internet
     scale). Backends just assign and delete as with a dict.
+
+    Optional idle index (``track_idle``): a backend that promises to call
+    ``note_idle(inst)`` whenever an instance's ``inflight`` drops to 0 lets
+    routers find "the lowest-id serving instance with nothing in flight" --
+    the least-loaded choice whenever one exists -- in O(log n) instead of
+    scanning every instance of the model. Per model it is a heap of ids with
+    lazy deletion: entries are checked against the live state when read, so a
+    stale entry (the instance got busy, stopped or left) is simply dropped.
+    Tables that are not tracked (the default) answer ``first_idle`` with None
+    and routers fall back to their scan.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.by_model: dict[str, dict[int, InstanceState]] = {}
+        self.idle: dict[str, list[int]] | None = None  # model -> heap of candidate idle ids (tracked only)
 
     def __setitem__(self, iid: int, inst: InstanceState) -> None:
         old = self.get(iid)
@@ -235,6 +251,8 @@ class InstanceTable(dict[int, "InstanceState"]):
             self.by_model.get(old.model, {}).pop(iid, None)
         super().__setitem__(iid, inst)
         self.by_model.setdefault(inst.model, {})[iid] = inst
+        if self.idle is not None and inst.inflight == 0:
+            heapq.heappush(self.idle.setdefault(inst.model, []), iid)
 
     def __delitem__(self, iid: int) -> None:
         inst = self[iid]
@@ -253,6 +271,43 @@ class InstanceTable(dict[int, "InstanceState"]):
     def clear(self) -> None:
         super().clear()
         self.by_model.clear()
+        if self.idle is not None:
+            self.idle.clear()
+
+    # ---- the idle index (opt-in) ------------------------------------------
+    def track_idle(self) -> None:
+        """Turn the idle index on; the caller must then ``note_idle`` every drop of ``inflight`` to 0."""
+        self.idle = {}
+        for iid, inst in self.items():
+            if inst.inflight == 0:
+                heapq.heappush(self.idle.setdefault(inst.model, []), iid)
+
+    def note_idle(self, inst: InstanceState) -> None:
+        """``inst.inflight`` just became 0 (tracked tables only)."""
+        heap = self.idle.setdefault(inst.model, [])  # type: ignore[union-attr]
+        heapq.heappush(heap, inst.instance_id)
+        if len(heap) > 2 * len(self.by_model.get(inst.model, ())) + 16:  # drop stale entries (amortised O(1))
+            live = self.by_model.get(inst.model, {})
+            heap[:] = sorted({i for i in heap if (j := live.get(i)) is not None and j.inflight == 0
+                              and (j.phase is _STARTING or j.phase is _READY)})
+
+    def first_idle(self, model: str) -> InstanceState | None:
+        """Lowest-id instance of ``model`` that is starting or ready with nothing in flight.
+
+        None if there is none, or if the table is not tracked (then the caller must scan).
+        """
+        if self.idle is None:
+            return None
+        heap = self.idle.get(model)
+        if not heap:
+            return None
+        live = self.by_model[model]
+        while heap:
+            inst = live.get(heap[0])
+            if inst is not None and inst.inflight == 0 and (inst.phase is _STARTING or inst.phase is _READY):
+                return inst
+            heapq.heappop(heap)
+        return None
 
 
 @dataclass(slots=True)

@@ -168,13 +168,18 @@ def run_replay(cfg: DictConfig, w: Workload) -> Path:
     until = replay_s + drain_s
     forecasts: list[tuple] = []
 
+    # The policy closes a window on its first tick at or after the boundary; record one tick
+    # later so the logged forecast is the one made for the new window (not the old one).
+    lag_s = float(getattr(policy, "tick_interval_s", 0.5))
+
     def record_forecast() -> None:
         snap = policy.forecast_snapshot()
         t = backend.clock.now()
         for model, (mean, peak) in snap.items():
             forecasts.append((t, "forecast", model, -1, "", 0, 0, "", "", float(mean), float(peak)))
-        if t + window_s <= until:
-            backend.clock.call_later(window_s, record_forecast)
+        nxt = (math.floor(t / window_s) + 1) * window_s + lag_s
+        if nxt <= until:
+            backend.clock.call_later(nxt - t, record_forecast)
 
     with Progress(total_s=until, enabled=_get(cfg, "progress", "auto")) as bar:
         info = backend.replay(w.requests, controller, until, on_start=record_forecast, progress=bar.update)

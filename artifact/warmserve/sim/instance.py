@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from array import array
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -42,29 +43,46 @@ if TYPE_CHECKING:
     from warmserve.sim.events import EventLoop
 
 IDLE, PREFILL, DECODE = 0, 1, 2
+_READY = InstancePhase.READY
+_STOPPING = InstancePhase.STOPPING
+_push = heapq.heappush
+_pop = heapq.heappop
+
+# Speed notes: every method here runs a few times per simulated request, so the
+# request columns, engine limits and latency coefficients are copied into slots
+# (no attribute chains), busy intervals go straight into the backend's arrays,
+# and events are pushed onto the loop's heap directly (their times are never in
+# the past). The arithmetic is written exactly as the closed forms above, in the
+# same order, so results are bit-for-bit those of the straightforward version.
 
 
 class Instance:
     __slots__ = (
-        "st", "lat", "lim", "loop", "req", "on_done", "on_busy", "on_drained", "on_preempt",
+        "st", "lat", "lim", "loop", "req", "on_done", "on_drained", "on_preempt",
         "waiting", "running", "fin", "step", "ctx", "cap_tokens", "block_tokens", "mode", "gen",
         "t0", "k", "B", "A", "D", "batch", "in_handler", "truncated",
         "t_created", "t_load0", "t_load1", "t_ready", "t_stop", "seg", "keep", "job", "post_s", "reuse", "slow",
+        # hot-path copies (see the speed notes)
+        "heap", "seq", "inp", "out", "gen_tok", "epoch", "admit_step", "first", "prefill",
+        "max_seqs", "max_batched", "max_len", "p_base", "p_tok", "d_base", "d_seq", "d_ctx",
+        "seg_inst", "seg_t0", "seg_t1", "iid", "prefill_done", "decode_done", "note_idle",
     )
 
     def __init__(self, st: InstanceState, lat: Latency, lim: EngineLimits, loop: EventLoop, req: RequestTable,
                  on_done: Callable[[Instance, int, int], None],
-                 on_busy: Callable[[Instance, float, float], None], on_drained: Callable[[Instance], None],
-                 on_preempt: Callable[[Instance, int], None]) -> None:
+                 segs: tuple[array, array, array], on_drained: Callable[[Instance], None],
+                 on_preempt: Callable[[Instance, int], None],
+                 note_idle: Callable[[InstanceState], None] | None = None) -> None:
         self.st = st
         self.lat = lat
         self.lim = lim
         self.loop = loop
         self.req = req
         self.on_done = on_done  # (instance, row, status) after a request ends
-        self.on_busy = on_busy  # (instance, t0, t1) computing interval
+        self.seg_inst, self.seg_t0, self.seg_t1 = segs  # the backend's busy-interval columns
         self.on_drained = on_drained  # stopping instance became empty
         self.on_preempt = on_preempt
+        self.note_idle = note_idle  # the state's idle index (``InstanceTable.note_idle``), if tracked
         self.waiting: deque[int] = deque()
         self.running: dict[int, None] = {}  # admission order (preemption victim = last)
         self.fin: list[tuple[int, int, int]] = []  # (finish_step, row, epoch)
@@ -81,12 +99,22 @@ class Instance:
         self.truncated = False
         self.t_created = loop.t
         self.t_load0 = self.t_load1 = self.t_ready = self.t_stop = math.nan
-        self.seg = -1  # index of this instance's last busy segment (backend bookkeeping)
+        self.seg = -1  # index of this instance's last busy segment
         self.keep = False  # keep weights as a replica when stopped
         self.job = None  # the weight load this start waits for (backend's LoadJob)
         self.post_s = 0.0  # init time after the load (mapping + KV allocation)
         self.reuse = False  # adopted a resident replica (memory switching)
         self.slow = 1.0  # colocation factor; the backend updates it when instances share this GPU set
+        self.heap = loop.heap
+        self.seq = loop.seq
+        self.inp, self.out, self.gen_tok, self.epoch = req.inp, req.out, req.gen, req.epoch
+        self.admit_step, self.first, self.prefill = req.admit_step, req.first, req.prefill
+        self.max_seqs, self.max_batched, self.max_len = lim.max_num_seqs, lim.max_num_batched_tokens, lim.max_model_len
+        self.p_base, self.p_tok = lat.prefill_base, lat.prefill_per_token
+        self.d_base, self.d_seq, self.d_ctx = lat.decode_base, lat.decode_per_seq, lat.decode_per_ctx_token
+        self.iid = st.instance_id
+        self.prefill_done = self._prefill_done  # bound once, not per event
+        self.decode_done = self._decode_done
 
     # ---- capacity ------------------------------------------------------------
     def set_kv_blocks(self, blocks: int) -> None:
@@ -102,11 +130,15 @@ class Instance:
     # ---- work in ---------------------------------------------------------------
     def enqueue(self, row: int) -> None:
         self.waiting.append(row)
-        if self.in_handler or self.st.phase is not InstancePhase.READY and self.st.phase is not InstancePhase.STOPPING:
+        if self.in_handler:
             return
-        if self.mode == IDLE:
+        ph = self.st.phase
+        if ph is not _READY and ph is not _STOPPING:
+            return
+        mode = self.mode
+        if mode == IDLE:
             self.schedule()
-        elif self.mode == DECODE:
+        elif mode == DECODE:
             self.interrupt()
 
     def interrupt(self) -> None:
@@ -130,7 +162,7 @@ class Instance:
             self.gen += 1
             self.truncated = True
             t_end = self.t0 + kn * A + D * kn * (kn - 1) / 2
-            self.loop.at(max(t_end, self.loop.t), self._decode_done, self.gen)
+            self.loop.at(max(t_end, self.loop.t), self.decode_done, self.gen)
 
     def start_serving(self) -> None:
         if self.waiting and self.mode == IDLE:
@@ -144,6 +176,11 @@ class Instance:
         handler flag up, so that callbacks dispatching new work to this very
         instance only enqueue it; the loop then decides again if still idle.
         """
+        if self.mode == IDLE and not self.waiting and not self.running:  # nothing to do (common)
+            self.st.kv_blocks_used = 0
+            if self.st.phase is _STOPPING:
+                self.on_drained(self)
+            return
         while self.mode == IDLE:
             failed = self._decide()
             if not failed:
@@ -155,44 +192,53 @@ class Instance:
         n = len(self.running) + (len(self.batch) if self.mode == PREFILL else 0)
         bt = self.block_tokens
         self.st.kv_blocks_used = -(-(self.ctx + n * bt) // bt) if n else 0
-        if self.mode == IDLE and self.st.phase is InstancePhase.STOPPING and self.empty():
+        if self.mode == IDLE and self.st.phase is _STOPPING and self.empty():
             self.on_drained(self)
 
-    def _decide(self) -> list[int]:
-        req = self.req
-        lim = self.lim
+    def _decide(self) -> list[int] | None:
+        """One scheduling decision; returns the requests that failed admission (None if none)."""
         bt = self.block_tokens
         running = self.running
         waiting = self.waiting
-        failed: list[int] = []
+        failed: list[int] | None = None
         # -- admit a prefill batch; leave room for one more step of everyone (no admit-then-preempt)
-        batch: list[int] = []
-        tokens = 0
-        while waiting and len(running) + len(batch) < lim.max_num_seqs:
-            row = waiting[0]
-            need = req.inp[row] + req.gen[row]
-            if (need + bt + 1 > self.cap_tokens and not running and not batch) \
-                    or need > lim.max_num_batched_tokens or req.inp[row] + req.out[row] > lim.max_model_len:
+        if waiting:
+            inp = self.inp
+            gen = self.gen_tok
+            max_seqs = self.max_seqs
+            max_batched = self.max_batched
+            cap = self.cap_tokens
+            nrun = len(running)
+            batch: list[int] = []
+            tokens = 0
+            while waiting and nrun + len(batch) < max_seqs:
+                row = waiting[0]
+                need = inp[row] + gen[row]
+                if (need + bt + 1 > cap and not running and not batch) \
+                        or need > max_batched or inp[row] + self.out[row] > self.max_len:
+                    waiting.popleft()
+                    if failed is None:
+                        failed = [row]
+                    else:
+                        failed.append(row)
+                    continue
+                if batch and tokens + need > max_batched:
+                    break
+                n = nrun + len(batch) + 1
+                if self.ctx + need + n * (bt + 1) > cap:
+                    break
                 waiting.popleft()
-                failed.append(row)
-                continue
-            if batch and tokens + need > lim.max_num_batched_tokens:
-                break
-            n = len(running) + len(batch) + 1
-            if self.ctx + need + n * (bt + 1) > self.cap_tokens:
-                break
-            waiting.popleft()
-            batch.append(row)
-            tokens += need
-            self.ctx += need
-        if batch:
-            self.mode = PREFILL
-            self.batch = batch
-            self.t0 = self.loop.t
-            self.gen += 1
-            dur = self.lat.prefill_s(tokens) * self.slow
-            self.loop.at(self.t0 + dur, self._prefill_done, self.gen)
-            return failed
+                batch.append(row)
+                tokens += need
+                self.ctx += need
+            if batch:
+                self.mode = PREFILL
+                self.batch = batch
+                t0 = self.t0 = self.loop.t
+                self.gen += 1
+                dur = (self.p_base + self.p_tok * tokens) * self.slow
+                _push(self.heap, (t0 + dur, next(self.seq), self.prefill_done, self.gen))
+                return failed
         if not running:
             return failed
         # -- a decode run
@@ -202,24 +248,32 @@ class Instance:
             self._preempt_last()
             B = len(running)
             if B == 0:
-                failed.extend(self._decide())  # alone now: the victim is re-admitted or fails
+                more = self._decide()  # alone now: the victim is re-admitted or fails
+                if more:
+                    failed = more if failed is None else failed + more
                 return failed
             k_kv = (self.cap_tokens - self.ctx - B * bt) // B
         fin = self.fin
-        while fin and (fin[0][2] != req.epoch[fin[0][1]] or fin[0][1] not in running):
-            heapq.heappop(fin)
-        k = min(fin[0][0] - self.step, k_kv)
-        lat = self.lat
+        epoch = self.epoch
+        while fin:
+            top = fin[0]
+            if top[2] == epoch[top[1]] and top[1] in running:
+                break
+            _pop(fin)
+        k = fin[0][0] - self.step
+        if k_kv < k:
+            k = k_kv
         slow = self.slow
-        self.A = slow * (lat.decode_base + lat.decode_per_seq * B + lat.decode_per_ctx_token * self.ctx)
-        self.D = slow * lat.decode_per_ctx_token * B
+        d_ctx = self.d_ctx
+        A = self.A = slow * (self.d_base + self.d_seq * B + d_ctx * self.ctx)
+        D = self.D = slow * d_ctx * B
         self.B = B
         self.k = k
         self.mode = DECODE
         self.truncated = False
-        self.t0 = self.loop.t
+        t0 = self.t0 = self.loop.t
         self.gen += 1
-        self.loop.at(self.t0 + k * self.A + self.D * k * (k - 1) / 2, self._decode_done, self.gen)
+        _push(self.heap, (t0 + k * A + D * k * (k - 1) / 2, next(self.seq), self.decode_done, self.gen))
         return failed
 
     def _preempt_last(self) -> None:
@@ -233,35 +287,64 @@ class Instance:
         self.waiting.appendleft(row)
         self.on_preempt(self, row)
 
+    def _busy(self, t0: float, t1: float) -> None:
+        """Record a computing interval [t0, t1], merged with the previous one when contiguous."""
+        i = self.seg
+        seg_t1 = self.seg_t1
+        if i >= 0 and seg_t1[i] == t0:
+            seg_t1[i] = t1
+        else:
+            self.seg = len(self.seg_t0)
+            self.seg_inst.append(self.iid)
+            self.seg_t0.append(t0)
+            seg_t1.append(t1)
+
     # ---- iteration ends --------------------------------------------------------
     def _prefill_done(self, gen: int) -> None:
         if gen != self.gen:
             return
         t = self.loop.t
-        self.on_busy(self, self.t0, t)
+        t0 = self.t0
+        # busy interval (inlined _busy)
+        i = self.seg
+        seg_t1 = self.seg_t1
+        if i >= 0 and seg_t1[i] == t0:
+            seg_t1[i] = t
+        else:
+            self.seg = len(self.seg_t0)
+            self.seg_inst.append(self.iid)
+            self.seg_t0.append(t0)
+            seg_t1.append(t)
         self.mode = IDLE
-        req = self.req
-        dur = t - self.t0
-        ended: list[int] = []
+        dur = t - t0
+        gen_tok = self.gen_tok
+        first = self.first
+        out = self.out
+        step = self.step
+        ended: list[int] | None = None
         self.in_handler = True
         for row in self.batch:
-            g = req.gen[row] + 1
-            req.gen[row] = g
+            g = gen_tok[row] + 1
+            gen_tok[row] = g
             self.ctx += 1
-            if req.first[row] != req.first[row]:  # NaN: first token of this request
-                req.first[row] = t
-                req.prefill[row] = dur
-            rem = req.out[row] - g
+            if first[row] != first[row]:  # NaN: first token of this request
+                first[row] = t
+                self.prefill[row] = dur
+            rem = out[row] - g
             if rem <= 0:
-                self.ctx -= req.inp[row] + g
-                ended.append(row)
+                self.ctx -= self.inp[row] + g
+                if ended is None:
+                    ended = [row]
+                else:
+                    ended.append(row)
             else:
                 self.running[row] = None
-                req.admit_step[row] = self.step
-                heapq.heappush(self.fin, (self.step + rem, row, req.epoch[row]))
+                self.admit_step[row] = step
+                _push(self.fin, (step + rem, row, self.epoch[row]))
         self.batch = []
-        for row in ended:
-            self._end(row, OK)
+        if ended is not None:
+            for row in ended:
+                self._end(row, OK)
         self.in_handler = False
         self.schedule()
 
@@ -269,21 +352,30 @@ class Instance:
         if gen != self.gen:
             return
         t = self.loop.t
-        self.on_busy(self, self.t0, t)
+        t0 = self.t0
+        i = self.seg
+        seg_t1 = self.seg_t1
+        if i >= 0 and seg_t1[i] == t0:
+            seg_t1[i] = t
+        else:
+            self.seg = len(self.seg_t0)
+            self.seg_inst.append(self.iid)
+            self.seg_t0.append(t0)
+            seg_t1.append(t)
         self.mode = IDLE
-        self.step += self.k
-        self.ctx += self.B * self.k
-        req = self.req
+        k = self.k
+        step = self.step = self.step + k
+        self.ctx += self.B * k
         fin = self.fin
-        step = self.step
         running = self.running
+        epoch = self.epoch
         self.in_handler = True
         while fin and fin[0][0] <= step:
-            _, row, ep = heapq.heappop(fin)
-            if ep != req.epoch[row] or row not in running:
+            _, row, ep = _pop(fin)
+            if ep != epoch[row] or row not in running:
                 continue
             del running[row]
-            self.ctx -= req.inp[row] + req.out[row]
+            self.ctx -= self.inp[row] + self.out[row]
             self._end(row, OK)
         self.in_handler = False
         self.schedule()
@@ -292,7 +384,10 @@ class Instance:
         req = self.req
         req.status[row] = status
         req.finish[row] = self.loop.t
-        self.st.inflight -= 1
+        st = self.st
+        st.inflight -= 1
+        if st.inflight == 0 and self.note_idle is not None:
+            self.note_idle(st)  # keep the state's idle index exact before anyone routes again
         self.on_done(self, row, status)
 
     # ---- stopping --------------------------------------------------------------

@@ -53,7 +53,9 @@ class RequestTable:
         self.model = array("q", self.model_np.tobytes())
         self.inp = array("q", self.inp_np.tobytes())
         self.out = array("q", self.out_np.tobytes())
+        self.ids = array("q", self.request_id.tobytes())  # Python ints without numpy scalar boxing
         ids_are_rows = n == 0 or bool(np.array_equal(self.request_id, np.arange(n)))
+        self.ids_are_rows = ids_are_rows  # request_id == row: no lookup on dispatch
         self._row_of: dict[int, int] | None = None if ids_are_rows else {
             int(r): i for i, r in enumerate(self.request_id)}
         if self._row_of is not None and len(self._row_of) != n:

@@ -121,6 +121,7 @@ class TestbedBackend(EngineLauncher, Backend):
         self._standby: dict[tuple[str, GpuSet], _Standby] = {}
         self._pool: list[Prespawned] = []
         self._waiting: dict[int, asyncio.Future[int]] = {}
+        self.dispatched_as: dict[int, tuple[str, str]] = {}  # request -> (start kind, mechanism) at dispatch
         self._tasks: set[asyncio.Task] = set()
         self._session: aiohttp.ClientSession | None = None
         self._tmp = Path(tempfile.mkdtemp(prefix="warmserve-prespawn-"))
@@ -437,7 +438,13 @@ class TestbedBackend(EngineLauncher, Backend):
         self._event("evict", model=model, gpus=gpus, bytes=spec.bytes_per_gpu * len(gpus), detail=reason)
 
     def dispatch(self, request_id: int, instance_id: int) -> None:
-        self.state.instances[instance_id].inflight += 1
+        inst = self.state.instances[instance_id]
+        inst.inflight += 1
+        # classify now, synchronously: by the time the front door resumes the start may be done
+        warm = inst.phase is InstancePhase.READY
+        self.dispatched_as[request_id] = (
+            StartKind.WARM.value if warm else inst.start_kind.value,
+            Mechanism.ROUTED.value if warm else self._rt[instance_id].mechanism.value)
         fut = self._waiting.pop(request_id, None)
         if fut is not None and not fut.done():
             fut.set_result(instance_id)

@@ -30,7 +30,7 @@ import aiohttp
 from aiohttp import web
 
 from warmserve.control.controller import Controller
-from warmserve.control.seam import InstancePhase, Request, RequestStatus, StartKind
+from warmserve.control.seam import Request, RequestStatus
 from warmserve.testbed.backend import TestbedBackend
 
 
@@ -131,9 +131,7 @@ class FrontDoor:
             rec.dispatch_mono = time.monotonic()
             inst = self.backend.state.instances[iid]
             rec.instance_id, rec.gpus = iid, inst.gpus
-            warm = inst.phase is InstancePhase.READY
-            rec.start_kind = StartKind.WARM.value if warm else inst.start_kind.value
-            rec.mechanism = "routed" if warm else self.backend.mechanism(iid).value
+            rec.start_kind, rec.mechanism = self.backend.dispatched_as.pop(rid)
             error = await self.backend.wait_ready(iid)
             rec.ready_mono = time.monotonic()
             if error is None:

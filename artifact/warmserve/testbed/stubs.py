@@ -19,14 +19,15 @@ from warmserve.testbed.runnable import RunnableTestbed
 
 
 class LaunchOnIdle(SystemPolicy):
-    """Start an instance of a waiting model on the first idle slot (no scale-in)."""
+    """Start an instance of a waiting model on an idle slot, preferring one that holds its replica
+    (a prewarmed start); other replicas there are evicted by the backend. No scale-in."""
 
     name = "launch-on-idle"
 
     def launch_for(self, model: str, ctx: PolicyContext) -> StartInstance | None:
-        for g in ctx.state.gpus:
-            if g.idle and g.free_bytes >= ctx.state.models[model].bytes_per_gpu:
-                return StartInstance(model, (g.gpu,))
+        idle = [g for g in ctx.state.gpus if g.idle]
+        for g in sorted(idle, key=lambda g: model not in g.replicas):
+            return StartInstance(model, (g.gpu,))
         return None
 
 

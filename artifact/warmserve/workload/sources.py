@@ -229,8 +229,13 @@ def _tokens(df: pd.DataFrame, key: str, path: Path) -> np.ndarray:
     return v.astype(np.int64)
 
 
-def read_request_file(path: Path) -> tuple[pd.DataFrame, dict]:
-    """A user/Mooncake CSV or JSONL -> (arrival_s from the first request, tokens[, model]) sorted, stable."""
+def read_request_file(path: Path, rebase: bool = True) -> tuple[pd.DataFrame, dict]:
+    """A user/Mooncake CSV or JSONL -> (arrival_s, tokens[, model]) sorted, stable.
+
+    ``rebase`` shifts times so the first request arrives at 0 (a trace excerpt); a user's own
+    per-model workload keeps its times as given (a leading gap can be deliberate, e.g. to let
+    setup prewarms finish before the first request).
+    """
     df = _read_table(path)
     if len(df) == 0:
         raise InputError(f"{path}: no rows")
@@ -246,7 +251,10 @@ def read_request_file(path: Path) -> tuple[pd.DataFrame, dict]:
     if "model" in df.columns:
         out["model"] = df["model"].astype(str).to_numpy()
     out = out.iloc[np.argsort(t, kind="stable")].reset_index(drop=True)
-    out["t_s"] = out["t_s"] - out["t_s"].iloc[0]
+    if rebase:
+        out["t_s"] = out["t_s"] - out["t_s"].iloc[0]
+    elif (out["t_s"] < 0).any():
+        raise InputError(f"{path}: column '{c}' has negative arrival times")
     return out, {"path": str(path), "rows_read": int(len(df)), "rows_kept": int(len(df)), "rows_unparseable_timestamp": 0}
 
 
@@ -260,11 +268,12 @@ def _mooncake(cfg, use_cache: bool) -> Source:
 
 def _file(cfg, use_cache: bool) -> Source:
     path = resolve_path(_get(cfg, "path"), "source.path")
-    df, info = read_request_file(path)
+    df, info = read_request_file(path, rebase=False)
     if "model" in df.columns:
         req = df.rename(columns={"t_s": "arrival_s"})
         return Source("file", "requests", f"user workload ({path.name})", bool(_get(cfg, "synthetic", False)), requests=req, info=info)
-    hour = _hour_frame(df["t_s"].to_numpy(), df["input_tokens"].to_numpy(), df["output_tokens"].to_numpy())
+    t = df["t_s"].to_numpy()
+    hour = _hour_frame(t - t[0], df["input_tokens"].to_numpy(), df["output_tokens"].to_numpy())
     info["rows_after_first_hour"] = int(len(hour))
     return Source("file", "hour", f"user trace ({path.name}, one hour)", bool(_get(cfg, "synthetic", False)), hour=hour, info=info)
 
