@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import gc
 import math
+import os
 import resource
 import sys
 import tempfile
@@ -33,6 +34,7 @@ from warmserve.control.controller import Controller
 from warmserve.control.features import BackendFeatures
 from warmserve.control.policy import PolicyInputs
 from warmserve.control.static import StaticPolicy
+from warmserve.metrics.schema import constant_categorical
 from warmserve.metrics.summary import summarize
 from warmserve.metrics.writers import write_run
 from warmserve.sim.backend import SimBackend
@@ -59,40 +61,54 @@ def static_counts(specs: dict, shares: np.ndarray, gpus: int) -> dict[str, int]:
     return dict(zip(specs, counts.tolist(), strict=True))
 
 
+def _clock() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def _since(t: tuple[float, float]) -> tuple[float, float]:
+    """(wall s, CPU s) since ``t``: on a shared machine CPU time is the steadier figure."""
+    return time.perf_counter() - t[0], time.process_time() - t[1]
+
+
 def run_case(specs: dict, nodes: int, gpn: int, rate: float, duration: float, *, alpha: float = 1.0,
              out_tokens: tuple[int, int] = (3, 1023), counts: dict | None = None, outputs: bool = False,
              util_interval: float = 1.0, seed: int = 0) -> dict:
     hw = load_yaml("hardware", "a100-80gb")
-    t0 = time.perf_counter()
+    t0 = _clock()
     wl = synthetic_workload(list(specs), rate_rps=rate, duration_s=duration, alpha=alpha, output_tokens=out_tokens,
                             seed=seed)
-    t_wl = time.perf_counter() - t0
+    t_wl = _since(t0)[0]
     backend = SimBackend(models=specs, cluster={"nodes": nodes, "gpus_per_node": gpn}, hardware=hw,
                          features=BackendFeatures())
     inputs = PolicyInputs(models=specs, nodes=nodes, gpus_per_node=gpn, hardware=hw)
     policy = StaticPolicy(inputs, instances=counts)
     ctl = Controller(backend, policy, list(specs))
     gc.collect()
-    t1 = time.perf_counter()
+    t1 = _clock()
     info = backend.replay(wl, ctl, duration + 1800.0)
-    t_replay = time.perf_counter() - t1
+    t_replay, c_replay = _since(t1)
     res = {"requests": info.requests, "events": info.events, "workload_s": t_wl, "replay_s": t_replay,
-           "unfinished": info.unfinished, "sim_end_s": info.end_s}
+           "replay_cpu_s": c_replay, "unfinished": info.unfinished, "sim_end_s": info.end_s,
+           "instances": sum((counts or {}).values())}
     if outputs:
-        t2 = time.perf_counter()
+        t2 = _clock()
         req = backend.request_log()
-        req["system"] = "static"
+        req["system"] = constant_categorical("static", len(req))
         tl = backend.timeline()
         ut = backend.utilization(util_interval)
         summ = summarize(req, tl, end_s=info.end_s, replay_s=duration, slo_ttft_s=5.0, slo_tpot_s=0.15)
         with tempfile.TemporaryDirectory() as d:
             write_run(Path(d), requests=req, timeline=tl, utilization=ut, run={"name": "bench"}, summary=summ,
                       gpus_per_node=gpn, end_s=info.end_s)
-        res["outputs_s"] = time.perf_counter() - t2
+        res["outputs_s"], res["outputs_cpu_s"] = _since(t2)
         res["ok"] = summ["overall"]["ok"]
         res["ttft_p99"] = summ["overall"]["ttft_p99"]
     res["rss_gb"] = peak_rss_gb()
     return res
+
+
+def _load() -> str:
+    return "load average {:.1f} {:.1f} {:.1f} on {} cores".format(*os.getloadavg(), os.cpu_count())
 
 
 def paper() -> None:
@@ -106,9 +122,12 @@ def paper() -> None:
             best = r
     assert best is not None
     print("## Paper scale (2 x 8 simulated a100-80gb GPUs, 4 models, 20 min at 10 req/s, synthetic, static)")
+    print(f"{_load()}")
     print(f"requests {best['requests']:,}, heap events {best['events']:,}, unfinished {best['unfinished']}")
-    print(f"replay wall {best['replay_s']:.2f} s (best of 3); replay + outputs {best['replay_s'] + best['outputs_s']:.2f} s")
-    print(f"simulated requests per wall-second: {best['requests'] / best['replay_s']:,.0f}")
+    print(f"replay wall {best['replay_s']:.2f} s (CPU {best['replay_cpu_s']:.2f} s; best of 3); "
+          f"replay + outputs {best['replay_s'] + best['outputs_s']:.2f} s")
+    print(f"simulated requests per wall-second: {best['requests'] / best['replay_s']:,.0f} "
+          f"(per CPU-second: {best['requests'] / best['replay_cpu_s']:,.0f})")
     print()
 
 
@@ -119,43 +138,51 @@ def internet(hours: float, models: int = 100, gpus: int = 1000, rate: float = 11
     counts = static_counts(specs, shares, gpus)
     nodes = gpus // 8
     dur = hours * 3600.0
+    load0 = _load()
     r = run_case(specs, nodes, 8, rate, dur, counts=counts, outputs=True, util_interval=60.0, out_tokens=(3, 512))
     total = r["workload_s"] + r["replay_s"] + r["outputs_s"]
     print(f"## Internet scale ({nodes} x 8 = {gpus} simulated GPUs, {models} models, {hours:g} h at {rate:g} req/s, "
           "synthetic, static; utilisation per 60 s)")
+    print(f"before: {load0}; after: {_load()}")
     print(f"requests {r['requests']:,}, heap events {r['events']:,}, unfinished {r['unfinished']}, "
-          f"instances {sum(counts.values())}")
-    print(f"workload gen {r['workload_s']:.1f} s, replay {r['replay_s']:.1f} s, outputs {r['outputs_s']:.1f} s, "
-          f"total {total:.1f} s; peak RSS {r['rss_gb']:.2f} GB")
-    print(f"simulated requests per wall-second (replay): {r['requests'] / r['replay_s']:,.0f}")
+          f"instances {r['instances']}")
+    print(f"workload gen {r['workload_s']:.1f} s, replay {r['replay_s']:.1f} s (CPU {r['replay_cpu_s']:.1f} s), "
+          f"outputs {r['outputs_s']:.1f} s (CPU {r['outputs_cpu_s']:.1f} s), total {total:.1f} s; "
+          f"peak RSS {r['rss_gb']:.2f} GB")
+    print(f"simulated requests per wall-second (replay): {r['requests'] / r['replay_s']:,.0f} "
+          f"(per CPU-second: {r['requests'] / r['replay_cpu_s']:,.0f})")
     if hours < 24:
         f = 24 / hours
-        print(f"EXTRAPOLATED to 24 h (x{f:g}, linear in requests; measured point above): total ~{total * f:.0f} s; "
-              "RSS grows with requests (~per-request arrays), not measured at 24 h")
+        cpu = r["workload_s"] + r["replay_cpu_s"] + r["outputs_cpu_s"]
+        print(f"EXTRAPOLATED to 24 h (x{f:g}, linear in requests; measured point above): total ~{total * f:.0f} s "
+              f"wall, ~{cpu * f:.0f} s CPU; RSS grows with requests (per-request arrays), not measured at 24 h")
     print()
 
 
 def scaling() -> None:
     specs = model_specs("paper4")
-    print("## Cost vs requests (16 GPUs, 4 models, static; replay wall only)")
-    print("| requests | replay s | req/s (wall) | events/request |")
-    print("|---:|---:|---:|---:|")
+    print("## Cost vs requests (16 GPUs, 4 models, static; replay only)")
+    print(f"{_load()}")
+    print("| requests | replay wall s | replay CPU s | req per CPU-s | events/request |")
+    print("|---:|---:|---:|---:|---:|")
     counts = {"llama2-7b-0": 6, "llama2-7b-1": 3, "llama2-13b-0": 1, "llama2-70b-0": 1}
     for rate in (2.5, 5, 10, 20):
         r = run_case(specs, 2, 8, rate, 1200.0, counts=counts)
-        print(f"| {r['requests']:,} | {r['replay_s']:.2f} | {r['requests'] / r['replay_s']:,.0f} | "
-              f"{r['events'] / max(r['requests'], 1):.1f} |")
+        print(f"| {r['requests']:,} | {r['replay_s']:.2f} | {r['replay_cpu_s']:.2f} | "
+              f"{r['requests'] / r['replay_cpu_s']:,.0f} | {r['events'] / max(r['requests'], 1):.1f} |")
     print()
-    print("## Cost vs GPUs (100 models on 100-1000 GPUs, 0.116 req/s per GPU, 20 min; replay wall only)")
-    print("| GPUs | requests | replay s | req/s (wall) |")
-    print("|---:|---:|---:|---:|")
+    print("## Cost vs GPUs (100 models on 100-1000 GPUs, 0.116 req/s per GPU, 20 min; replay only)")
+    print(f"{_load()}")
+    print("| GPUs | instances | requests | replay wall s | replay CPU s | req per CPU-s |")
+    print("|---:|---:|---:|---:|---:|---:|")
     mspecs = model_specs(internet_models(100))
     shares = np.array([(i + 1) ** -1.0 for i in range(100)])
     shares /= shares.sum()
     for gpus in (200, 400, 1000):
         counts = static_counts(mspecs, shares, gpus)
         r = run_case(mspecs, gpus // 8, 8, 0.116 * gpus, 1200.0, counts=counts, out_tokens=(3, 512))
-        print(f"| {gpus} | {r['requests']:,} | {r['replay_s']:.2f} | {r['requests'] / r['replay_s']:,.0f} |")
+        print(f"| {gpus} | {r['instances']} | {r['requests']:,} | {r['replay_s']:.2f} | {r['replay_cpu_s']:.2f} | "
+              f"{r['requests'] / r['replay_cpu_s']:,.0f} |")
     print()
 
 

@@ -64,9 +64,10 @@ class _StatsForecaster(Forecaster):
 
     min_seasons = 2
 
-    def __init__(self, season_windows: int | None = None) -> None:
+    def __init__(self, season_windows: int | None = None, history_days: float | None = None) -> None:
         super().__init__()
         self.season_windows = season_windows
+        self.history_days = history_days  # fit on the last N days only (None = all history): bounds fit cost
         self._series: dict[tuple[str, str], _SeriesModel] = {}
 
     def _fit(self, inputs: PolicyInputs) -> None:
@@ -76,6 +77,8 @@ class _StatsForecaster(Forecaster):
         self._series = {}
         for m in self.models:
             hist = history_series(inputs.week_load, m, self.name)
+            if self.history_days is not None:
+                hist = hist.iloc[-int(round(self.history_days * season)) :]
             if len(hist) < self.min_seasons * season:
                 raise InputError(
                     f"forecaster '{self.name}': model '{m}' has {len(hist)} history windows, "
@@ -190,8 +193,9 @@ class SarimaxForecaster(_StatsForecaster):
         order: tuple[int, int, int] | list[int] = (1, 0, 1),
         harmonics: int = 4,
         maxiter: int = 50,
+        history_days: float | None = None,
     ) -> None:
-        super().__init__(season_windows)
+        super().__init__(season_windows, history_days)
         self.order = tuple(int(x) for x in order)
         self.harmonics = harmonics
         self.maxiter = maxiter

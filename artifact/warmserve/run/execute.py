@@ -44,6 +44,7 @@ from warmserve.control.features import BackendFeatures
 from warmserve.control.policy import PolicyInputs
 from warmserve.control.seam import ModelSpec
 from warmserve.errors import InputError
+from warmserve.metrics.schema import constant_categorical
 from warmserve.metrics.summary import summarize
 from warmserve.metrics.writers import write_run
 from warmserve.run.progress import Progress
@@ -185,7 +186,7 @@ def run_replay(cfg: DictConfig, w: Workload) -> Path:
         info = backend.replay(w.requests, controller, until, on_start=record_forecast, progress=bar.update)
     replay_wall = time.perf_counter() - wall0
     requests = backend.request_log()
-    requests["system"] = str(_get(cfg, "system.name", "?"))
+    requests["system"] = constant_categorical(str(_get(cfg, "system.name", "?")), len(requests))
     timeline = backend.timeline()
     if forecasts:
         fc = pd.DataFrame(forecasts, columns=list(timeline.columns))

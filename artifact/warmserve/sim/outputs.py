@@ -13,7 +13,9 @@ from warmserve.metrics.schema import (
     TIMELINE_COLUMNS,
     UTILIZATION_COLUMNS,
     conform,
+    constant_categorical,
     gpus_str,
+    labels_categorical,
 )
 from warmserve.sim.ledger import CATEGORIES
 from warmserve.sim.requests import STATUS_NAMES, RequestTable
@@ -33,7 +35,7 @@ def _overlap(a: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np
 
 def build_request_log(req: RequestTable, insts: dict[int, Instance]) -> pd.DataFrame:
     """The request log; ``system`` is left empty for the runner to fill."""
-    iid = np.frombuffer(req.instance, dtype=np.int64)
+    iid = np.frombuffer(req.instance, dtype=np.int32).astype(np.int64)
     first = np.frombuffer(req.first, dtype=np.float64)
     finish = np.frombuffer(req.finish, dtype=np.float64)
     prefill = np.frombuffer(req.prefill, dtype=np.float64)
@@ -60,23 +62,23 @@ def build_request_log(req: RequestTable, insts: dict[int, Instance]) -> pd.DataF
     out = req.out_np
     with np.errstate(invalid="ignore", divide="ignore"):
         tpot = np.where((out > 1) & np.isfinite(finish) & has_first, (finish - first) / (out - 1), np.nan)
-    start_kind = np.where(iid < 0, -1, np.where(waited, kind[k], 0))
-    kind_names = np.array(_KINDS + [""], dtype=object)  # index -1 -> ""
+    start_kind = np.where(iid < 0, len(_KINDS), np.where(waited, kind[k], 0))  # len(_KINDS) -> ""
+    n = req.n
     df = pd.DataFrame({
         "request_id": req.request_id,
         "arrival_s": arrival,
         "model": pd.Categorical.from_codes(req.model_np, categories=req.model_names),
         "input_tokens": req.inp_np,
         "output_tokens": out,
-        "system": "",
+        "system": constant_categorical("", n),
         "instance_id": iid,
-        "gpus": np.array(gpu_labels, dtype=object)[k],
+        "gpus": labels_categorical(gpu_labels, k),
         "first_token_s": first,
         "finish_s": finish,
         "ttft_s": ttft,
         "tpot_s": tpot,
-        "status": STATUS_NAMES[status],
-        "start_kind": kind_names[start_kind],
+        "status": labels_categorical(STATUS_NAMES, status.astype(np.intp)),
+        "start_kind": labels_categorical(_KINDS + [""], start_kind),
         "queue_s": queue,
         "load_s": load,
         "init_s": init,
@@ -121,7 +123,7 @@ def build_utilization(b: SimBackend, interval_s: float) -> pd.DataFrame:
     s1 = np.frombuffer(b.seg_t1, dtype=np.float64)
     order = np.argsort(si, kind="stable")
     ids, first = np.unique(si[order], return_index=True)
-    last = np.append(first[1:], len(order))
+    last = np.append(first[1:], len(order)) if len(ids) else first  # no busy segment at all: nothing to add
     for iid, a, z in zip(ids, first, last, strict=True):
         idx = order[a:z]
         t0, t1 = s0[idx], s1[idx]

@@ -175,7 +175,8 @@ def replay_slice(requests: pd.DataFrame, replay_s: float, output_cap: int) -> pd
     ``replay_s`` is dropped. The published replayer also sends each request
     at ``arrival - first_arrival``; ``arrival_s`` here is already measured
     from the start of the replayed hour, so the (millisecond) shift is not
-    applied. ``request_id`` is kept (it is a prefix of the workload).
+    applied. ``request_id`` is kept (it is a prefix of the workload). Input lengths are floored
+    at 1 token (a real prompt is never empty; the trace has rows with ``ContextTokens = 0``).
     """
     if replay_s <= 0:
         raise InputError(f"replay_s must be > 0, got {replay_s}")
@@ -183,4 +184,7 @@ def replay_slice(requests: pd.DataFrame, replay_s: float, output_cap: int) -> pd
         raise InputError(f"output_cap must be >= 1, got {output_cap}")
     out = requests.loc[requests["arrival_s"].to_numpy() < replay_s].copy()
     out["output_tokens"] = np.minimum(out["output_tokens"].to_numpy(), output_cap).astype(np.int64)
+    # The published client sends max(input - 8, 1) filler tokens plus the chat template, so even a
+    # trace row with ContextTokens = 0 reaches the engine as a >= 1-token prompt (reference 2.7).
+    out["input_tokens"] = np.maximum(out["input_tokens"].to_numpy(), 1).astype(np.int64)
     return out.reset_index(drop=True)
