@@ -93,3 +93,22 @@ def test_tiny_model_config_is_complete():
     assert d["num_hidden_layers"] == 4 and d["vocab_size"] == 8192
     with pytest.raises(InputError):
         llama_config_dict("llama2-7b")  # no 'intermediate'/'vocab': not a tiny model
+
+
+def test_engine_process_tree_is_pinned_to_its_slot_cores(tmp_path):
+    import os
+
+    import psutil
+
+    from warmserve.testbed.engines import EngineProcess, EngineSpec, parse_cpus, python_argv
+
+    assert parse_cpus("0") == (0,) and parse_cpus("0-2,5") == (0, 1, 2, 5)
+    mine = sorted(os.sched_getaffinity(0))
+    port = PortAllocator(18700, 50).acquire()
+    eng = EngineProcess(EngineSpec("pinned", python_argv("warmserve.testbed.stub_engine", "--model", "m", "--port",
+                                                         str(port)), port, log_dir=tmp_path, cpus=(mine[0],)))
+    eng.launch()
+    try:
+        assert psutil.Process(eng.proc.pid).cpu_affinity() == [mine[0]]
+    finally:
+        eng.stop(1)

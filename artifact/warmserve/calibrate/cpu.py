@@ -112,7 +112,9 @@ async def calibrate_model(factory: EngineFactory, ports: PortAllocator, base: st
             out["import_s"] = float(ready.read_text())
             port = ports.acquire()
             pre.spec.port = port
-            msg = {"args": factory.server_args(base, base, port, cores), "env": factory.env(cores)}
+            cpus = factory.cpus(cores)
+            msg = {"args": factory.server_args(base, base, port, cores), "env": factory.env(cores),
+                   "cpus": list(cpus) if cpus else None}
             pre.proc.stdin.write((json.dumps(msg) + "\n").encode())
             pre.proc.stdin.close()
             pre.launched_mono = time.monotonic()

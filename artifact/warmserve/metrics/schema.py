@@ -144,4 +144,4 @@ def conform(df: pd.DataFrame, columns: dict[str, str], what: str) -> pd.DataFram
             out[col] = _as_category(s)
         else:
             out[col] = s.to_numpy(dtype=np.dtype(dtype), copy=False)
-    return pd.DataFrame(out)
+    return pd.DataFrame(out, copy=False)  # columns already of the right dtype are shared, not copied

@@ -83,7 +83,7 @@ def build_request_log(req: RequestTable, insts: dict[int, Instance]) -> pd.DataF
         "load_s": load,
         "init_s": init,
         "prefill_s": np.where(has_first, prefill, np.nan),
-    })
+    }, copy=False)  # no second copy of a 10^7-row log (pandas copies dict input by default)
     return conform(df, REQUEST_COLUMNS, "request log")
 
 

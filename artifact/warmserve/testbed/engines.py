@@ -62,6 +62,7 @@ class EngineSpec:
     host: str = "127.0.0.1"
     env: dict[str, str] = field(default_factory=dict)
     log_dir: Path = Path(".")
+    cpus: tuple[int, ...] | None = None  # CPU affinity of the whole process tree (None = inherit)
 
     @property
     def url(self) -> str:
@@ -131,6 +132,7 @@ class EngineProcess:
         log.write(f"$ {shlex.join(self.spec.argv)}\n".encode())
         log.flush()
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.spec.env}
+        cpus = self.spec.cpus
         self.proc = subprocess.Popen(
             self.spec.argv,
             stdout=log,
@@ -138,6 +140,9 @@ class EngineProcess:
             stdin=subprocess.PIPE if self._stdin_pipe else subprocess.DEVNULL,
             env=env,
             start_new_session=True,  # own process group: stop kills vLLM's children too
+            # pin the whole tree (API server, engine core, workers inherit it) to the slot's cores, so an
+            # engine that is starting cannot take CPU from another slot's serving engine
+            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
         )
         log.close()
         self.launched_mono = time.monotonic()
@@ -185,6 +190,21 @@ class EngineProcess:
         code = kill_group(self.proc, grace_s)
         REGISTRY.discard(self.proc)
         return code
+
+
+def parse_cpus(cores: str) -> tuple[int, ...]:
+    """``"0"``, ``"0,2"``, ``"0-3"`` (the ``VLLM_CPU_OMP_THREADS_BIND`` forms) -> sorted core ids."""
+    out: set[int] = set()
+    for part in cores.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if "-" in part:
+            lo, hi = part.split("-", 1)
+            out.update(range(int(lo), int(hi) + 1))
+        else:
+            out.add(int(part))
+    return tuple(sorted(out))
 
 
 def python_argv(module: str, *args: str) -> list[str]:

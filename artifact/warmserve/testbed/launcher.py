@@ -68,7 +68,8 @@ class EngineLauncher:
                 eng.spec.name = name
                 args = self.factory.server_args(model, base, port, cores, extra)
                 assert eng.proc is not None and eng.proc.stdin is not None
-                msg = {"args": args, "env": self.factory.env(cores)}
+                cpus = self.factory.cpus(cores)
+                msg = {"args": args, "env": self.factory.env(cores), "cpus": list(cpus) if cpus else None}
                 eng.proc.stdin.write((json.dumps(msg) + "\n").encode())
                 eng.proc.stdin.flush()
                 eng.proc.stdin.close()

@@ -35,7 +35,7 @@ from pathlib import Path
 import aiohttp
 
 from warmserve.errors import InputError
-from warmserve.testbed.engines import EngineSpec, python_argv
+from warmserve.testbed.engines import EngineSpec, parse_cpus, python_argv
 
 
 class Mechanism(enum.StrEnum):
@@ -58,6 +58,7 @@ class EngineConfig:
     startup_timeout_s: float = 300.0
     health_interval_s: float = 0.25
     stop_grace_s: float = 10.0
+    pin_cpus: bool = True
 
     @classmethod
     def from_cfg(cls, cfg: dict) -> EngineConfig:
@@ -73,6 +74,7 @@ class EngineConfig:
             startup_timeout_s=float(cfg.get("startup_timeout_s", 300)),
             health_interval_s=float(cfg.get("health_interval_s", 0.25)),
             stop_grace_s=float(cfg.get("stop_grace_s", 10)),
+            pin_cpus=bool(cfg.get("pin_cpus", True)),
         )
 
 
@@ -105,7 +107,13 @@ class EngineFactory:
 
     def fresh(self, name: str, model: str, base: str, port: int, cores: str, extra: list[str] | None = None) -> EngineSpec:
         argv = python_argv(self.cfg.module, *self.server_args(model, base, port, cores, extra))
-        return EngineSpec(name=name, argv=argv, port=port, host=self.host, env=self.env(cores), log_dir=self.log_dir)
+        return EngineSpec(name=name, argv=argv, port=port, host=self.host, env=self.env(cores), log_dir=self.log_dir,
+                          cpus=self.cpus(cores))
+
+    def cpus(self, cores: str) -> tuple[int, ...] | None:
+        """CPU affinity for an engine on ``cores`` (``pin_cpus: false`` in the config turns it off; GPU
+        slots name GPU indices, not cores, so ``device: cuda`` configs turn it off)."""
+        return parse_cpus(cores) if self.cfg.pin_cpus else None
 
     def prespawn(self, name: str, ready_file: Path, cores: str) -> EngineSpec:
         """A pre-spawned process; it gets its server arguments later on stdin (port set then)."""

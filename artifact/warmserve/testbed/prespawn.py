@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> None:
     if not isinstance(args, list) or not all(isinstance(x, str) for x in args):
         raise SystemExit(f"[prespawn] expected {{'args': [str, ...]}} on stdin, got {line[:200]!r}")
     os.environ.update({str(k): str(v) for k, v in env.items()})
+    if msg.get("cpus"):  # the slot's cores; the engine's children inherit the affinity
+        os.sched_setaffinity(0, [int(c) for c in msg["cpus"]])
     print(f"[prespawn] running {a.module} {' '.join(args)}", flush=True)
     sys.argv = [a.module, *args]
     runpy.run_module(a.module, run_name="__main__", alter_sys=True)

@@ -127,7 +127,8 @@ class RemoteEngine:
 
     def _spec_dict(self) -> dict:
         s = self.spec
-        return {"name": s.name, "argv": s.argv, "port": s.port, "host": s.host, "env": s.env, "log_dir": s.log_dir}
+        return {"name": s.name, "argv": s.argv, "port": s.port, "host": s.host, "env": s.env, "log_dir": s.log_dir,
+                "cpus": s.cpus}
 
     def launch(self) -> None:
         self._host._ray.get(self._agent.launch.remote(self._spec_dict()))
