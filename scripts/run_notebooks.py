@@ -51,14 +51,20 @@ def select(names: list[str]) -> list[Path]:
     return out
 
 
-def run_one(nb: Path, out_dir: Path) -> tuple[float, str | None]:
-    """Execute ``nb`` into ``out_dir``; (seconds, None) or (seconds, one-line error)."""
+def run_one(nb: Path, out_dir: Path, parameters: dict | None = None) -> tuple[float, str | None]:
+    """Execute ``nb`` into ``out_dir``; (seconds, None) or (seconds, one-line error).
+
+    ``parameters`` are injected by papermill only into notebooks whose ``parameters`` cell
+    declares them (the others are executed unchanged).
+    """
     import papermill as pm
 
     out = out_dir / nb.name
     t0 = time.perf_counter()
     try:
-        pm.execute_notebook(str(nb), str(out), kernel_name="python3", cwd=str(NOTEBOOKS),
+        declared = set(pm.inspect_notebook(str(nb))) if parameters else set()
+        params = {k: v for k, v in (parameters or {}).items() if k in declared}
+        pm.execute_notebook(str(nb), str(out), parameters=params, kernel_name="python3", cwd=str(NOTEBOOKS),
                             progress_bar=False, log_output=False, request_save_on_cell_execute=False,
                             extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
     except pm.PapermillExecutionError as e:
@@ -77,7 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=2, help="notebooks executed at once (default: %(default)s, "
                    "one per core here; each runs in its own kernel)")
     p.add_argument("--out", default=str(EXECUTED), help="where executed copies go (default: %(default)s)")
+    p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="papermill parameter for notebooks that declare it (value parsed as YAML), e.g. -p scale 0.1")
     a = p.parse_args(argv)
+    import yaml
+
+    parameters = {name: yaml.safe_load(value) for name, value in a.parameter}
     if a.jobs < 1:
         raise InputError(f"--jobs must be >= 1, got {a.jobs}")
     nbs = select(a.names)
@@ -89,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     busy = 0.0
     with ProcessPoolExecutor(max_workers=min(a.jobs, len(nbs)) or 1) as pool:
-        futs = {pool.submit(run_one, nb, out_dir): nb for nb in nbs}
+        futs = {pool.submit(run_one, nb, out_dir, parameters): nb for nb in nbs}
         print(f"running {len(nbs)} notebook(s), {a.jobs} at a time", flush=True)
         for i, fut in enumerate(as_completed(futs), 1):
             nb = futs[fut]
