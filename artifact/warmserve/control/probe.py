@@ -32,11 +32,11 @@ class ProbePolicy(SystemPolicy):
     name = "probe"
 
     def __init__(self, inputs: PolicyInputs, kind: str) -> None:
+        """``inputs`` is the instantiate contract; the probe stages from the live ClusterState only."""
         if kind not in KINDS:
             raise ValueError(f"probe kind must be one of {KINDS}, got '{kind}'")
         self.kind = kind
         self.name = f"probe_{kind}"
-        self.inputs = inputs
 
     def _disjoint_placement(self, ctx: PolicyContext) -> list[tuple[str, GpuSet]]:
         """First-fit, disjoint GPU sets for every model (largest TP first so they pack)."""

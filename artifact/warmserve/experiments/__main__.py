@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import re
 import subprocess
 import sys
@@ -24,19 +23,15 @@ from omegaconf import OmegaConf
 
 from warmserve.config import REPO_ROOT, configs_dir
 from warmserve.errors import InputError, cli_main
+from warmserve.experiments import fmt_duration, record_timing
 from warmserve.experiments.catalog import CATALOG
 
-TIMINGS = REPO_ROOT / "results" / ".timings.json"
 _LAUNCH = re.compile(r"launching (\d+) jobs")
 
 
 def _quick_overrides(preset: str) -> list[str]:
     raw = OmegaConf.load(configs_dir() / "experiment" / f"{preset}.yaml")
     return [str(o) for o in raw.get("quick_overrides", [])]
-
-
-def _fmt(s: float) -> str:
-    return f"{int(s // 60)}m{int(s % 60):02d}s"
 
 
 def run_preset(preset: str, *, quick: bool, force: bool, jobs: int, extra: list[str]) -> int:
@@ -61,18 +56,11 @@ def run_preset(preset: str, *, quick: bool, force: bool, jobs: int, extra: list[
             el = time.perf_counter() - t0
             eta = el / done * (total - done) if total else 0.0
             print(f"  [{preset}] {done}/{total or '?'} {line.split()[0]:5s} {line.split()[-1]}  "
-                  f"elapsed {_fmt(el)}  eta {_fmt(eta)}", flush=True)
+                  f"elapsed {fmt_duration(el)}  eta {fmt_duration(eta)}", flush=True)
     rc = proc.wait()
     if rc != 0:
         print("\n".join(tail), file=sys.stderr)
     return rc
-
-
-def _record(name: str, quick: bool, seconds: float) -> None:
-    TIMINGS.parent.mkdir(parents=True, exist_ok=True)
-    doc = json.loads(TIMINGS.read_text()) if TIMINGS.is_file() else {}
-    doc[f"{name}{'@quick' if quick else ''}"] = round(seconds, 1)
-    TIMINGS.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
 
 
 def run(names: list[str], *, quick: bool, force: bool, jobs: int, extra: list[str]) -> int:
@@ -95,10 +83,10 @@ def run(names: list[str], *, quick: bool, force: bool, jobs: int, extra: list[st
                     break
         took = time.perf_counter() - t0
         if rc:
-            print(f"== experiment {name} FAILED (exit {rc}) after {_fmt(took)}", file=sys.stderr)
+            print(f"== experiment {name} FAILED (exit {rc}) after {fmt_duration(took)}", file=sys.stderr)
             return rc
-        _record(name, quick, took)
-        print(f"== experiment {name} done in {_fmt(took)}", flush=True)
+        record_timing(f"{name}{'@quick' if quick else ''}", took)
+        print(f"== experiment {name} done in {fmt_duration(took)}", flush=True)
     return 0
 
 

@@ -12,16 +12,14 @@ used as the next run's estimate; the first run uses the estimates below
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 
 from warmserve.config import REPO_ROOT
+from warmserve.experiments import fmt_duration, read_timings, record_timing
 from warmserve.experiments.catalog import CATALOG, QUICK_SCALE
-
-TIMINGS = REPO_ROOT / "results" / ".timings.json"
 
 # First-run estimates in seconds (full, quick), measured here; later runs use results/.timings.json.
 ESTIMATES = {
@@ -54,10 +52,6 @@ def steps(quick: bool, force: bool) -> list[Step]:
     return out
 
 
-def _fmt(s: float) -> str:
-    return f"{int(s // 60)}m{int(s % 60):02d}s"
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m warmserve.experiments.reproduce")
     p.add_argument("--quick", action="store_true", help="reduced reproduction (CI): minutes, not the full sweep")
@@ -65,26 +59,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", nargs="*", default=None, help="run only these steps (names as printed)")
     a = p.parse_args(argv)
     mode = "quick" if a.quick else "full"
-    timings = json.loads(TIMINGS.read_text()) if TIMINGS.is_file() else {}
+    timings = read_timings()
     plan = [s for s in steps(a.quick, a.force) if a.only is None or s.name in a.only]
     est = {s.name: float(timings.get(f"step:{s.name}@{mode}", ESTIMATES.get(s.name, (60, 20))[a.quick])) for s in plan}
     t0 = time.perf_counter()
-    print(f"WarmServe reproduction ({mode}): {len(plan)} steps, estimated {_fmt(sum(est.values()))}", flush=True)
+    print(f"WarmServe reproduction ({mode}): {len(plan)} steps, estimated {fmt_duration(sum(est.values()))}", flush=True)
     for i, s in enumerate(plan, 1):
         left = sum(est[x.name] for x in plan[i - 1 :])
-        print(f"\n[{i}/{len(plan)}] {s.name}  (est {_fmt(est[s.name])}, remaining ~{_fmt(left)}, "
-              f"elapsed {_fmt(time.perf_counter() - t0)})", flush=True)
+        print(f"\n[{i}/{len(plan)}] {s.name}  (est {fmt_duration(est[s.name])}, remaining ~{fmt_duration(left)}, "
+              f"elapsed {fmt_duration(time.perf_counter() - t0)})", flush=True)
         ts = time.perf_counter()
         rc = subprocess.call(s.cmd, cwd=REPO_ROOT)
         took = time.perf_counter() - ts
         if rc != 0:
-            print(f"\nstep '{s.name}' FAILED (exit {rc}) after {_fmt(took)}: {' '.join(s.cmd)}", file=sys.stderr)
+            print(f"\nstep '{s.name}' FAILED (exit {rc}) after {fmt_duration(took)}: {' '.join(s.cmd)}", file=sys.stderr)
             return rc
-        timings[f"step:{s.name}@{mode}"] = round(took, 1)
-        TIMINGS.parent.mkdir(parents=True, exist_ok=True)
-        TIMINGS.write_text(json.dumps(timings, indent=2, sort_keys=True) + "\n")
-        print(f"[{i}/{len(plan)}] {s.name} done in {_fmt(took)}", flush=True)
-    print(f"\nreproduction ({mode}) finished in {_fmt(time.perf_counter() - t0)}: figures/ and results/tables/", flush=True)
+        record_timing(f"step:{s.name}@{mode}", took)
+        print(f"[{i}/{len(plan)}] {s.name} done in {fmt_duration(took)}", flush=True)
+    print(f"\nreproduction ({mode}) finished in {fmt_duration(time.perf_counter() - t0)}: figures/ and results/tables/", flush=True)
     return 0
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from warmserve.control.policy import PolicyInputs
 from warmserve.forecast.base import Forecaster, Prediction, require
 from warmserve.forecast.history import prior_arrays
+from warmserve.workload.predictor import weighted_error
 
 
 class PaperForecaster(Forecaster):
@@ -30,7 +31,7 @@ class PaperForecaster(Forecaster):
         if history_windows < 1 or not 0.0 < decay <= 1.0:
             raise ValueError("paper forecaster: history_windows >= 1 and 0 < decay <= 1 required")
         self.history_windows = history_windows
-        self.weights = decay ** np.arange(history_windows)
+        self.decay = decay
         self._fallback: set[int] = set()
         self._prior: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._err: dict[str, list[tuple[float, float]]] = {}
@@ -62,14 +63,9 @@ class PaperForecaster(Forecaster):
                 out[m] = Prediction(*self._last.get(m, (0.0, 0.0)))
                 continue
             errs = self._err[m][-self.history_windows :][::-1]  # newest first
-            if errs:
-                wt = self.weights[: len(errs)]
-                e = np.asarray(errs)
-                e_mean = float(wt @ e[:, 0] / wt.sum())
-                e_peak = float(wt @ e[:, 1] / wt.sum())
-            else:
-                e_mean = e_peak = 0.0
-            out[m] = Prediction(prior[0] + e_mean, prior[1] + e_peak)
+            e = np.asarray(errs, dtype=np.float64).reshape(-1, 2)
+            out[m] = Prediction(prior[0] + weighted_error(e[:, 0], self.decay),
+                                prior[1] + weighted_error(e[:, 1], self.decay))
         return out
 
     def _observe(self, observed: dict[str, tuple[float, float]]) -> None:

@@ -25,12 +25,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from warmserve.workload.schema import REQUEST_COLUMNS as WORKLOAD_COLUMNS
+
+# DESIGN "Request log": the workload's columns, then what the run measured.
 REQUEST_COLUMNS: dict[str, str] = {
-    "request_id": "int64",
-    "arrival_s": "float64",
-    "model": "str",
-    "input_tokens": "int64",
-    "output_tokens": "int64",
+    **WORKLOAD_COLUMNS,
     "system": "str",
     "instance_id": "int64",
     "gpus": "str",

@@ -48,9 +48,11 @@ from warmserve.metrics.schema import constant_categorical
 from warmserve.metrics.summary import summarize
 from warmserve.metrics.writers import write_run
 from warmserve.run.progress import Progress
+from warmserve.workload.api import build_workload, recipe_defaults, replay_slice
 
-DEFAULT_REPLAY_S = 1200.0  # published replay: first 20 minutes (reference 2.7)
-DEFAULT_OUTPUT_CAP = 1023  # published max_tokens cap (reference 2.7)
+# Published replay length (1200 s) and output cap (1023), from configs/workload/_defaults.yaml (reference 2.7).
+_RECIPE = recipe_defaults()
+
 
 
 @dataclass(slots=True)
@@ -84,14 +86,10 @@ def _specs(value: Any) -> dict[str, ModelSpec]:
 
 def load_workload(cfg: DictConfig) -> Workload:
     """Build the replayed workload from ``cfg.workload`` through the workload package."""
-    try:
-        from warmserve.workload.api import build_workload, replay_slice
-    except ImportError as exc:  # the workload package is another layer; say what is missing
-        raise InputError(f"workload: warmserve.workload.api is not available ({exc})") from None
     bundle = build_workload(cfg.workload)
     meta = dict(bundle.meta or {})
-    replay_s = float(_get(cfg, "replay_s", meta.get("replay_s", _get(cfg, "workload.replay_s", DEFAULT_REPLAY_S))))
-    cap = int(meta.get("output_cap", _get(cfg, "workload.output_cap", DEFAULT_OUTPUT_CAP)))
+    replay_s = float(_get(cfg, "replay_s", meta.get("replay_s", _get(cfg, "workload.replay_s", _RECIPE.replay_s))))
+    cap = int(meta.get("output_cap", _get(cfg, "workload.output_cap", _RECIPE.output_cap)))
     requests = replay_slice(bundle.requests, replay_s, cap)
     mix = OmegaConf.select(cfg, "models", default=None)
     if mix is None:
@@ -159,7 +157,7 @@ def run_replay(cfg: DictConfig, w: Workload) -> Path:
         raise InputError("out: no output directory given (out=<dir>)")
     wall0 = time.perf_counter()
     backend, policy, controller, features = build(cfg, w)
-    replay_s = float(_get(cfg, "replay_s", w.meta.get("replay_s", _get(cfg, "workload.replay_s", DEFAULT_REPLAY_S))))
+    replay_s = float(_get(cfg, "replay_s", w.meta.get("replay_s", _get(cfg, "workload.replay_s", _RECIPE.replay_s))))
     last = float(w.requests["arrival_s"].max()) if len(w.requests) else 0.0
     replay_s = max(replay_s, last) if math.isfinite(replay_s) else last
     drain_s = float(_get(cfg, "drain_s", 1800.0))

@@ -20,6 +20,14 @@ import pandas as pd
 import psutil
 
 
+async def sample_until(sample_once: Callable[[], None], interval_s: float, stop: asyncio.Event) -> None:
+    """Call ``sample_once`` (off the event loop) every ``interval_s`` until ``stop`` is set."""
+    while not stop.is_set():
+        await asyncio.to_thread(sample_once)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval_s)
+
+
 @dataclass(slots=True)
 class Sample:
     t_s: float
@@ -68,10 +76,7 @@ class ProcessSampler:
             self.samples.append(Sample(t, gpu, min(1.0, max(0.0, busy)), rss, pid, -1 if iid is None else iid))
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            await asyncio.to_thread(self.sample_once)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.interval_s)
+        await sample_until(self.sample_once, self.interval_s, stop)
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame([asdict(s) for s in self.samples],
@@ -99,10 +104,7 @@ class NvmlSampler:
             self.samples.append({"t_s": t, "gpu": g, "busy": util.gpu / 100.0, "used_bytes": int(mem.used)})
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            await asyncio.to_thread(self.sample_once)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.interval_s)
+        await sample_until(self.sample_once, self.interval_s, stop)
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.samples, columns=["t_s", "gpu", "busy", "used_bytes"])

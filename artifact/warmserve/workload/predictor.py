@@ -34,6 +34,19 @@ def seasonal_prior(series: np.ndarray, per_day: int) -> np.ndarray:
     return prior.reshape(-1)
 
 
+def weighted_error(recent: np.ndarray, base: float = WEIGHT_BASE) -> float:
+    """The published error correction: mean of ``recent`` errors (newest first) weighted ``base**d``.
+
+    Shared by the offline study below and the online ``paper`` forecaster
+    (``warmserve.forecast.paper``); 0 when there is no history yet.
+    """
+    r = np.asarray(recent, dtype=np.float64)
+    if len(r) == 0:
+        return 0.0
+    w = base ** np.arange(len(r))
+    return float(np.dot(w, r) / w.sum())
+
+
 def published_forecast(observed: np.ndarray, prior: np.ndarray, history: int = HISTORY, base: float = WEIGHT_BASE) -> np.ndarray:
     """One-window-ahead forecasts for every window of ``observed`` (same length, ``pred[0] = prior[0]``)."""
     obs = np.asarray(observed, dtype=np.float64)
@@ -41,12 +54,10 @@ def published_forecast(observed: np.ndarray, prior: np.ndarray, history: int = H
     if obs.shape != pri.shape:
         raise ValueError("observed and prior must have the same shape")
     err = obs - pri
-    w = base ** np.arange(history)
     pred = pri.copy()
     for t in range(1, len(obs)):
         k = min(history, t)
-        recent = err[t - k : t][::-1]  # d = 0 is window t-1
-        pred[t] = pri[t] + float(np.dot(w[:k], recent) / w[:k].sum())
+        pred[t] = pri[t] + weighted_error(err[t - k : t][::-1], base)  # d = 0 is window t-1
     return pred
 
 
