@@ -3,5 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
-.venv/bin/ruff check artifact tests scripts
+.venv/bin/ruff check .   # package, tests, scripts and notebooks
 .venv/bin/python -m pytest "$@"

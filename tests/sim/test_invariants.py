@@ -30,6 +30,11 @@ scenarios = st.builds(
     max_in=st.sampled_from([64, 1024, 2100]),
     max_out=st.sampled_from([1, 50, 400]),
     seed=st.integers(0, 2**16),
+    scheduler=st.sampled_from(["prefill_first", "mixed"]),
+    worker_pool=st.sampled_from([None, 0, 1, 3]),
+    prewarm_is_engine=st.booleans(),
+    busy_start_slowdown=st.sampled_from([1.0, 1.3]),
+    kv_cache_bytes=st.sampled_from([None, 2**31]),
 )
 
 

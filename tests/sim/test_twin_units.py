@@ -36,9 +36,11 @@ def _wl(rows):
     return pd.DataFrame(rows, columns=["request_id", "arrival_s", "model", "input_tokens", "output_tokens"])
 
 
-def _run(rows, starts, *, features=None, setup_ready=True, launch=None, gpu_gib=80, block=256, gpn=2, pre=None):
+def _run(rows, starts, *, features=None, setup_ready=True, launch=None, gpu_gib=80, block=256, gpn=2, pre=None,
+         **hw):
     b = SimBackend(models=_specs(("a", "c")), cluster={"nodes": 1, "gpus_per_node": gpn},
-                   hardware=hardware(gpu_gib, block), features=features or BackendFeatures(), setup_ready=setup_ready)
+                   hardware=hardware(gpu_gib, block, **hw), features=features or BackendFeatures(),
+                   setup_ready=setup_ready)
     c = Controller(b, Fixed(starts, launch), ["m7a", "m13"])
     b.replay(_wl(rows), c, 10_000, on_start=(lambda: pre(b)) if pre else None)
     return b, b.request_log()
@@ -221,3 +223,108 @@ def test_capacity_errors_are_raised_and_leave_books_untouched() -> None:
         b.start_instance("m7a", (1,), 0.1)  # too little memory for KV
     assert [g.used_bytes for g in b.state.gpus] == before
     b.ledger.check()
+
+
+# ---- the CPU testbed's mechanisms (engine.scheduler: mixed, worker pool, standby-engine prewarm) ----------
+def test_mixed_scheduler_decodes_running_sequences_during_a_prefill() -> None:
+    # r0 decodes; r1 arrives mid-run. prefill_first holds r0 back for r1's prefill; mixed gives r0 a token in it
+    rows = [(0, 0.0, "m7a", 50, 40), (1, 0.2, "m7a", 1000, 2)]
+    _, first = _run(rows, [("m7a", (0,))])
+    _, mixed = _run(rows, [("m7a", (0,))], scheduler="mixed")
+    first, mixed = first.set_index("request_id"), mixed.set_index("request_id")
+    assert mixed.loc[0, "finish_s"] < first.loc[0, "finish_s"]  # the mixed step also decoded r0
+    # both finish the decode step in progress at 0.2 (T); then r1's first token comes after
+    # prefill_first: prefill(1000); mixed: max(prefill_base, decode_base) + one decode of r0 + 1000 prompt tokens
+    lat = LAT7
+    t, n = lat.prefill_s(50), 0
+    while t <= 0.2:
+        t += lat.decode_base + lat.decode_per_seq + lat.decode_per_ctx_token * (51 + n)
+        n += 1
+    assert first.loc[1, "first_token_s"] == pytest.approx(t + lat.prefill_s(1000))
+    mixed_step = (max(lat.prefill_base, lat.decode_base) + lat.decode_per_seq + lat.decode_per_ctx_token * (51 + n)
+                  + lat.prefill_per_token * 1000)
+    assert mixed.loc[1, "first_token_s"] == pytest.approx(t + mixed_step)
+
+
+class _TwoSlots(Fixed):
+    def launch_for(self, model, ctx):
+        return StartInstance(model, (0,) if model == "m7a" else (1,))  # two 1-GPU models
+
+
+def _start_kinds(pool, gap=0.0):
+    b = SimBackend(models=_specs(("a", "b")), cluster={"nodes": 1, "gpus_per_node": 2},
+                   hardware=hardware(80, 256, worker_pool=pool), features=BackendFeatures(worker_pool=True),
+                   setup_ready=False)
+    rows = [(0, 0.0, "m7a", 100, 2), (1, gap, "m7b", 100, 2)]
+    b.replay(_wl(rows), Controller(b, _TwoSlots([]), ["m7a", "m7b"]), 10_000)
+    tl = b.timeline()
+    first_ready = tl.loc[tl.kind == "instance_ready", "t_s"].min()
+    return list(b.request_log().sort_values("request_id").start_kind), first_ready
+
+
+def test_bounded_worker_pool_makes_the_second_start_cold() -> None:
+    assert _start_kinds(None)[0] == ["worker", "worker"]  # unbounded, as the published 32 per node
+    assert _start_kinds(1)[0] == ["worker", "cold"]
+    assert _start_kinds(0)[0] == ["cold", "cold"]
+
+
+def test_worker_pool_refills_an_import_time_after_the_start_it_served() -> None:
+    ps = HW.lifecycle.process_start_s
+    _, ready = _start_kinds(1, gap=1e4)
+    assert _start_kinds(1, gap=ready + 0.5 * ps)[0] == ["worker", "cold"]
+    assert _start_kinds(1, gap=ready + 1.5 * ps)[0] == ["worker", "worker"]
+
+
+def test_prewarm_as_engine_takes_a_whole_start_and_a_claim_waits_for_it() -> None:
+    feats = BackendFeatures(worker_pool=True, memory_switching=True)
+    lc = HW.lifecycle
+    spec = _specs(("a", "c"))["m7a"]
+    bottleneck = min(HW.nvme_Bps, HW.pcie_h2d_Bps, HW.switch_uplink_Bps, HW.host_mem_Bps)
+    engine = lc.process_start_s + lc.engine_init_s + spec.bytes_per_gpu / bottleneck
+    # claimed long after the standby is up: only the attach is paid
+    b, log = _run([(0, engine + 50, "m7a", 100, 2)], [], setup_ready=False, launch=(0,), features=feats,
+                  pre=lambda b: b.prewarm("m7a", (0,)), prewarm_is_engine=True)
+    tl = b.timeline()
+    assert tl.loc[tl.kind == "prewarm_done", "t_s"].iloc[0] == pytest.approx(engine)
+    r = log.iloc[0]
+    assert r.start_kind == "prewarmed"
+    assert r.init_s + r.load_s == pytest.approx(lc.engine_attach_s + lc.mapping_s_per_GB * spec.bytes_per_gpu / 1e9
+                                                 + lc.kv_alloc_s)
+    # claimed while the standby engine is still starting: the request waits for the rest of that start
+    b, log = _run([(0, 1.0, "m7a", 100, 2)], [], setup_ready=False, launch=(0,), features=feats,
+                  pre=lambda b: b.prewarm("m7a", (0,)), prewarm_is_engine=True)
+    r = log.iloc[0]
+    assert r.start_kind == "prewarmed"
+    assert r.first_token_s == pytest.approx(engine + lc.mapping_s_per_GB * spec.bytes_per_gpu / 1e9 + lc.kv_alloc_s
+                                            + LAT7.prefill_s(100))
+
+
+def test_busy_start_slowdown_applies_only_next_to_another_engine() -> None:
+    lc = HW.lifecycle
+    alone = lc.process_start_s + lc.cuda_context_s + lc.engine_init_s
+    # alone on the node: the calibrated start
+    _, log = _run([(0, 0.0, "m7a", 100, 2)], [], setup_ready=False, launch=(0,), busy_start_slowdown=1.5)
+    assert log.iloc[0].init_s == pytest.approx(alone + lc.kv_alloc_s)
+    # next to a serving instance (m13 on GPUs 2-3 of a 4-GPU node): 1.5x the process start and engine init
+    b = SimBackend(models=_specs(("a", "c")), cluster={"nodes": 1, "gpus_per_node": 4},
+                   hardware=hardware(80, 256, busy_start_slowdown=1.5), setup_ready=True)
+    b.replay(_wl([(0, 0.0, "m7a", 100, 2)]), Controller(b, Fixed([("m13", (2, 3))], launch=(0,)), ["m7a", "m13"]),
+             10_000)
+    r = b.request_log().iloc[0]
+    assert r.start_kind == "cold"
+    assert r.init_s == pytest.approx(1.5 * alone + lc.kv_alloc_s)
+
+
+def test_fixed_kv_cache_caps_the_blocks_and_queues_what_does_not_fit() -> None:
+    spec = _specs(("a", "c"))["m7a"]
+    block = spec.kv_bytes_per_token * 256  # hardware(..., block=256)
+    cap = 20 * block  # 5,120 tokens: two 1,500-token requests fit, a third waits for one to finish
+    rows = [(i, 0.0, "m7a", 1500, 50) for i in range(3)]
+    b, log = _run(rows, [("m7a", (0,))], kv_cache_bytes=cap)
+    tl = b.timeline()
+    assert tl.loc[tl.kind == "instance_start", "blocks"].iloc[0] == 20
+    assert (log.status == "ok").all()
+    log = log.sort_values("request_id")
+    assert log.first_token_s.iloc[2] >= min(log.finish_s.iloc[:2]) - 1e-9  # it waited for KV, then ran
+    _, roomy = _run(rows, [("m7a", (0,))])
+    assert roomy.first_token_s.max() < log.first_token_s.max()

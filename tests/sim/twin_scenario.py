@@ -33,6 +33,11 @@ class Scenario:
     max_in: int
     max_out: int
     seed: int
+    scheduler: str = "prefill_first"  # engine.scheduler
+    worker_pool: int | None = None    # lifecycle.worker_pool_per_node
+    prewarm_is_engine: bool = False   # lifecycle.prewarm_is_engine
+    busy_start_slowdown: float = 1.0  # lifecycle.busy_start_slowdown
+    kv_cache_bytes: int | None = None  # engine.kv_cache_bytes
 
 
 class RecordingController(Controller):
@@ -78,10 +83,17 @@ def _specs(mix: tuple[str, ...]) -> dict:
     return model_specs([ALL[k] for k in mix])
 
 
-def hardware(gpu_gib: int, block_tokens: int) -> dict:
+def hardware(gpu_gib: int, block_tokens: int, scheduler: str = "prefill_first", worker_pool: int | None = None,
+             prewarm_is_engine: bool = False, busy_start_slowdown: float = 1.0,
+             kv_cache_bytes: int | None = None) -> dict:
     hw = copy.deepcopy(_base_hw())
     hw["gpu_mem_bytes"] = gpu_gib * 2**30
     hw["engine"]["kv_block_tokens"] = block_tokens
+    hw["engine"]["scheduler"] = scheduler
+    hw["lifecycle"]["worker_pool_per_node"] = worker_pool
+    hw["lifecycle"]["prewarm_is_engine"] = prewarm_is_engine
+    hw["lifecycle"]["busy_start_slowdown"] = busy_start_slowdown
+    hw["engine"]["kv_cache_bytes"] = kv_cache_bytes
     return hw
 
 
@@ -99,7 +111,9 @@ def workload(sc: Scenario, names: list[str]) -> pd.DataFrame:
 def run(sc: Scenario):
     models = _specs(tuple(sc.mix))
     b = SimBackend(models=models, cluster={"nodes": sc.nodes, "gpus_per_node": sc.gpn},
-                   hardware=hardware(sc.gpu_gib, sc.block_tokens), features=sc.features, seed=sc.seed,
+                   hardware=hardware(sc.gpu_gib, sc.block_tokens, sc.scheduler, sc.worker_pool, sc.prewarm_is_engine,
+                                     sc.busy_start_slowdown, sc.kv_cache_bytes),
+                   features=sc.features, seed=sc.seed,
                    setup_ready=sc.setup_ready)
     pol = ChaosPolicy(b, seed=sc.seed)
     c = RecordingController(b, pol, list(models))

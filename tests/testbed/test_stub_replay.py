@@ -95,3 +95,35 @@ def test_scale_in_is_a_clean_stop_not_a_failure_and_kept_weights_are_adopted(tmp
     assert log.start_kind.iloc[1] == "prewarmed"
     assert backend.request_details().mechanism.iloc[1] == "standby_engine"
     assert REGISTRY.live() == []
+
+
+class _PrewarmAtSetup(LaunchOnIdle):
+    """Prewarm tiny-s-0 on slot 0 at setup; launch on demand (prefers the slot holding the replica)."""
+
+    def setup(self, ctx):
+        from warmserve.control.seam import Prewarm
+
+        return [Prewarm("tiny-s-0", (0,))]
+
+
+def test_setup_prewarms_are_up_before_t0_and_ticks_start_after(tmp_path):
+    # the engine takes 1.5 s to start: with setup_ready the replay waits for the standby, so the
+    # first request is a prewarmed start with no start wait, as on the twin
+    backend = stub_backend(tmp_path, engine_args=["--startup-s", "1.5", "--prefill-ms-base", "5",
+                                                  "--prefill-ms-per-token", "0.01", "--decode-ms", "2"],
+                           features={"worker_pool": True, "memory_switching": True}, prespawned_pool=0)
+    backend.setup_ready = True
+    ticks: list[float] = []
+    policy = _PrewarmAtSetup()
+    policy.on_tick = lambda ctx: ticks.append(ctx.now) or []
+    ctrl = Controller(backend, policy, list(backend.state.models))
+    backend.replay(workload([(1.2, "tiny-s-0", 8, 3)]), ctrl, 20.0)  # ticks at 0.5 and 1.0 s before it
+    log = backend.request_log()
+    assert log.iloc[0].status == "ok" and log.iloc[0].start_kind == "prewarmed"
+    assert log.iloc[0].ttft_s < 1.0  # no 1.5 s engine start in it
+    tl = backend.timeline()
+    assert tl.loc[tl.kind == "prewarm_done", "t_s"].iloc[0] == 0.0  # deployed before the replay
+    # no tick ran during the 1.5 s setup (0.5 s ticks): they start after the clock restarts at 0, so
+    # the tick times never go backwards
+    assert ticks and ticks == sorted(ticks) and ticks[0] >= policy.tick_interval_s - 0.05
+    assert REGISTRY.live() == []

@@ -24,7 +24,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--raw", type=Path, default=None, help="also write the raw measurements as JSON")
     p.add_argument("--backend", default="testbed", help="configs/backend/<name>.yaml whose engine command is used")
     p.add_argument("--cores", default="0", help="VLLM_CPU_OMP_THREADS_BIND for the measured engine")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--load-cores", default=None,
+                   help="also time a cold start while an engine on these cores serves (cpu mode), e.g. 1")
+    p.add_argument("--repeats", type=int, default=3, help="repeats of each latency point")
+    p.add_argument("--start-repeats", type=int, default=2, help="repeats of each start measurement (cpu mode)")
     p.add_argument("--timeout-s", type=float, default=300)
     p.add_argument("--slot-mem-bytes", type=int, default=4 * 2**30)
     p.add_argument("--from-raw", type=Path, default=None,
@@ -45,7 +48,8 @@ def main(argv: list[str] | None = None) -> None:
         raw = json.loads(a.from_raw.read_text())
         bcfg = OmegaConf.to_container(OmegaConf.load(configs_dir() / "backend" / f"{a.backend}.yaml"), resolve=True)
         command = f"{raw.get('_command', '(see ' + str(a.from_raw) + ')')}\n#   (profile written from its raw JSON by: {command})"
-        text = cpu_profile(raw, command, "cpu-testbed", bcfg["engine"], a.slot_mem_bytes)
+        text = cpu_profile(raw, command, "cpu-testbed", bcfg["engine"], a.slot_mem_bytes,
+                           int(bcfg.get("prewarm", {}).get("prespawned_pool", 1)))
     else:
         import importlib.util
 
@@ -64,9 +68,11 @@ def main(argv: list[str] | None = None) -> None:
             if not (ckpt / b / "config.json").is_file():
                 raise InputError(f"no checkpoint {ckpt / b}: python -m warmserve.testbed.tiny_models --sizes {b}")
         raw = run_cpu(bcfg["engine"], a.models, ckpt, a.cores, int(bcfg.get("prompt_vocab", 4096)), a.repeats,
-                      REPO_ROOT / "outputs" / "calibrate-logs", a.timeout_s)
+                      REPO_ROOT / "outputs" / "calibrate-logs", a.timeout_s,
+                      start_repeats=a.start_repeats, load_cores=a.load_cores)
         raw["_command"] = command
-        text = cpu_profile(raw, command, "cpu-testbed", bcfg["engine"], a.slot_mem_bytes)
+        text = cpu_profile(raw, command, "cpu-testbed", bcfg["engine"], a.slot_mem_bytes,
+                           int(bcfg.get("prewarm", {}).get("prespawned_pool", 1)))
     a.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = a.out.with_suffix(".tmp")
     tmp.write_text(text)

@@ -9,7 +9,10 @@ token, prompts of several lengths, alone and four at once so the per-token
 slope reflects batched prefill) and decode step time (TPOT at several batch
 sizes and contexts), measured at the client over HTTP like the replay does.
 A standby engine's promotion (the CPU "prewarmed" start) costs one health
-round trip, measured too. Engines run one at a time, pinned to ``--cores``.
+round trip, measured too. Engines run one at a time, pinned to ``--cores``;
+with ``--load-cores`` one more cold start runs while an engine pinned there
+serves closed-loop streams, which gives the start slowdown under a busy
+neighbour (the testbed's usual case on a 2-core machine).
 """
 
 from __future__ import annotations
@@ -75,58 +78,143 @@ def _rss_tree(pid: int) -> int:
     return sum(q.memory_info().rss for q in [p, *p.children(recursive=True)])
 
 
+async def _cold_start(factory: EngineFactory, ports: PortAllocator, session, base: str, cores: str,
+                      timeout_s: float, tag: str) -> dict:
+    """One fresh server process, launch -> /health = 200; stopped afterwards."""
+    port = ports.acquire()
+    eng = EngineProcess(factory.fresh(f"cal-cold{tag}-{base}", base, base, port, cores))
+    eng.launch()
+    try:
+        out = {"cold_s": await eng.wait_healthy(session, timeout_s, 0.1), "cold_load_s": _load_seconds(eng),
+               "engine_rss_bytes": _rss_tree(eng.proc.pid)}
+        t = time.monotonic()
+        for _ in range(20):
+            async with session.get(f"{eng.spec.url}/health") as r:
+                await r.read()
+        out["promote_s"] = (time.monotonic() - t) / 20
+        return out
+    finally:
+        eng.stop(10)
+        ports.release(port)
+
+
+async def _worker_start(factory: EngineFactory, ports: PortAllocator, session, base: str, cores: str,
+                        timeout_s: float, tag: str) -> tuple[dict, EngineProcess]:
+    """A pre-spawned process (vLLM imported) handed its arguments; returns it running (caller stops it)."""
+    ready = Path(tempfile.mkdtemp()) / "ready"
+    pre = EngineProcess(factory.prespawn(f"cal-worker{tag}-{base}", ready, cores), stdin_pipe=True)
+    pre.launch()
+    try:
+        t0 = time.monotonic()
+        while not ready.exists():
+            if not pre.alive() or time.monotonic() - t0 > timeout_s:
+                raise RuntimeError(f"pre-spawned process failed: {pre.log_tail()}")
+            await asyncio.sleep(0.1)
+        out = {"import_s": float(ready.read_text())}
+        port = ports.acquire()
+        pre.spec.port = port
+        cpus = factory.cpus(cores)
+        msg = {"args": factory.server_args(base, base, port, cores), "env": factory.env(cores),
+               "cpus": list(cpus) if cpus else None}
+        pre.proc.stdin.write((json.dumps(msg) + "\n").encode())
+        pre.proc.stdin.close()
+        pre.launched_mono = time.monotonic()
+        out["worker_s"] = await pre.wait_healthy(session, timeout_s, 0.1)
+        out["worker_load_s"] = _load_seconds(pre)
+        return out, pre
+    except BaseException:
+        pre.stop(10)
+        if pre.spec.port:
+            ports.release(pre.spec.port)
+        raise
+
+
+LOAD_STREAMS, LOAD_IN, LOAD_OUT = 4, 512, 64  # neighbour load during a start: 4 streams of 512-in/64-out requests
+
+
+async def _keep_busy(session, url: str, model: str, vocab: int, stop: asyncio.Event, sent: list[int]) -> None:
+    """One closed-loop stream of requests to a serving engine until ``stop`` (neighbour load)."""
+    i = 0
+    while not stop.is_set():
+        rec = ClientRecord(i)
+        row = {"request_id": 900_000 + len(sent) * 10 + i, "model": model, "input_tokens": LOAD_IN,
+               "output_tokens": LOAD_OUT}
+        await send_one(session, url, row, vocab, 7, rec)
+        sent.append(1)
+        i += 1
+
+
+async def _cold_start_under_load(factory: EngineFactory, ports: PortAllocator, session, base: str, cores: str,
+                                 load_cores: str, vocab: int, timeout_s: float) -> dict:
+    """A cold start on ``cores`` while an engine on ``load_cores`` serves closed-loop streams -- the
+    testbed's usual situation (a start on one slot while the other serves, with the client and the
+    front door on the same machine). Its ratio to the start alone is the profile's start slowdown."""
+    port = ports.acquire()
+    busy = EngineProcess(factory.fresh(f"cal-busy-{base}", base, base, port, load_cores))
+    busy.launch()
+    stop = asyncio.Event()
+    sent: list[int] = []
+    try:
+        await busy.wait_healthy(session, timeout_s, 0.1)
+        streams = [asyncio.create_task(_keep_busy(session, busy.spec.url, base, vocab, stop, sent))
+                   for _ in range(LOAD_STREAMS)]
+        await asyncio.sleep(5)  # let the load settle
+        run = await _cold_start(factory, ports, session, base, cores, timeout_s, "-loaded")
+        stop.set()
+        await asyncio.gather(*streams)
+        return {"cold_loaded_s": run["cold_s"], "load_requests": len(sent)}
+    finally:
+        stop.set()
+        busy.stop(10)
+        ports.release(port)
+
+
+def _median_of(runs: list[dict]) -> dict:
+    """Medians of each numeric field over repeated starts, plus every run under ``<field>_runs``."""
+    out: dict = {}
+    for key in runs[0]:
+        vals = [r[key] for r in runs if r.get(key) is not None]
+        out[key] = statistics.median(vals) if vals else None
+        out[f"{key}_runs"] = vals
+    return out
+
+
 async def calibrate_model(factory: EngineFactory, ports: PortAllocator, base: str, cores: str, vocab: int,
-                          repeats: int, timeout_s: float, log) -> dict:
-    """Measure one model base; returns raw numbers (seconds, bytes, ms)."""
+                          repeats: int, timeout_s: float, log, start_repeats: int = 2,
+                          load_cores: str | None = None) -> dict:
+    """Measure one model base; returns raw numbers (seconds, bytes, ms). Starts are repeated
+    ``start_repeats`` times (medians kept, every run recorded): one start is too noisy to fit."""
     weight_bytes = int(model_checkpoint(base).weight_bytes)
     files = sum(f.stat().st_size for f in (factory.checkpoint_dir / base).glob("*.safetensors"))
-    out: dict = {"base": base, "weight_bytes": weight_bytes, "file_bytes": files}
+    out: dict = {"base": base, "weight_bytes": weight_bytes, "file_bytes": files, "start_repeats": start_repeats}
     async with aiohttp.ClientSession() as session:
         # 1) cold: a fresh server process
-        port = ports.acquire()
-        eng = EngineProcess(factory.fresh(f"cal-cold-{base}", base, base, port, cores))
-        eng.launch()
-        try:
-            out["cold_s"] = await eng.wait_healthy(session, timeout_s, 0.1)
-            out["cold_load_s"] = _load_seconds(eng)
-            out["engine_rss_bytes"] = _rss_tree(eng.proc.pid)
-            t = time.monotonic()
-            for _ in range(20):
-                async with session.get(f"{eng.spec.url}/health") as r:
-                    await r.read()
-            out["promote_s"] = (time.monotonic() - t) / 20
-            log(f"{base}: cold start {out['cold_s']:.1f} s (weights {out['cold_load_s']} s)")
-        finally:
-            eng.stop(10)
-            ports.release(port)
+        cold = [await _cold_start(factory, ports, session, base, cores, timeout_s, str(i))
+                for i in range(start_repeats)]
+        out.update(_median_of(cold))
+        log(f"{base}: cold start {out['cold_s_runs']} s (weights {out['cold_load_s']} s)")
         # 2) worker: a pre-spawned process (vLLM imported) handed its arguments
-        ready = Path(tempfile.mkdtemp()) / "ready"
-        pre = EngineProcess(factory.prespawn(f"cal-worker-{base}", ready, cores), stdin_pipe=True)
-        pre.launch()
-        try:
-            t0 = time.monotonic()
-            while not ready.exists():
-                if not pre.alive() or time.monotonic() - t0 > timeout_s:
-                    raise RuntimeError(f"pre-spawned process failed: {pre.log_tail()}")
-                await asyncio.sleep(0.1)
-            out["import_s"] = float(ready.read_text())
-            port = ports.acquire()
-            pre.spec.port = port
-            cpus = factory.cpus(cores)
-            msg = {"args": factory.server_args(base, base, port, cores), "env": factory.env(cores),
-                   "cpus": list(cpus) if cpus else None}
-            pre.proc.stdin.write((json.dumps(msg) + "\n").encode())
-            pre.proc.stdin.close()
-            pre.launched_mono = time.monotonic()
-            out["worker_s"] = await pre.wait_healthy(session, timeout_s, 0.1)
-            out["worker_load_s"] = _load_seconds(pre)
-            log(f"{base}: worker start {out['worker_s']:.1f} s (import done before: {out['import_s']:.1f} s)")
-            # 3) latency on the running engine
+        workers = []
+        pre = None
+        for i in range(start_repeats):
+            if pre is not None:
+                pre.stop(10)
+                ports.release(pre.spec.port)
+            w, pre = await _worker_start(factory, ports, session, base, cores, timeout_s, str(i))
+            workers.append(w)
+        out.update(_median_of(workers))
+        log(f"{base}: worker start {out['worker_s_runs']} s (import done before: {out['import_s_runs']} s)")
+        try:  # 3) latency on the running engine
             out.update(await _latency(session, pre.spec.url, base, vocab, repeats))
             log(f"{base}: prefill {out['prefill']}, decode {out['decode']}")
         finally:
             pre.stop(10)
             ports.release(pre.spec.port)
+        if load_cores:  # 4) a cold start while a neighbour slot serves
+            out.update(await _cold_start_under_load(factory, ports, session, base, cores, load_cores, vocab,
+                                                    timeout_s))
+            log(f"{base}: cold start under neighbour load {out['cold_loaded_s']:.1f} s "
+                f"({out['load_requests']} load requests)")
     return out
 
 
@@ -148,11 +236,13 @@ def memcpy_GBps(nbytes: int = 256 * 2**20, repeats: int = 5) -> float:
 
 
 def run_cpu(engine_cfg: dict, bases: list[str], checkpoint_dir: Path, cores: str, vocab: int, repeats: int,
-            log_dir: Path, timeout_s: float, log=print) -> dict:
+            log_dir: Path, timeout_s: float, log=print, start_repeats: int = 2,
+            load_cores: str | None = None) -> dict:
     factory = EngineFactory(EngineConfig.from_cfg(engine_cfg), checkpoint_dir, "127.0.0.1", log_dir)
     ports = PortAllocator(18900, 100)
-    results = {}
+    results: dict = {"_loadavg": list(psutil.getloadavg())}  # how busy the machine was (noise)
     for base in bases:
-        results[base] = asyncio.run(calibrate_model(factory, ports, base, cores, vocab, repeats, timeout_s, log))
+        results[base] = asyncio.run(calibrate_model(factory, ports, base, cores, vocab, repeats, timeout_s, log,
+                                                    start_repeats, load_cores))
     results["_memcpy_GBps"] = memcpy_GBps()
     return results

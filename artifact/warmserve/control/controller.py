@@ -52,10 +52,17 @@ class Controller:
         self.observers: list[Callable[[str, dict], None]] = []  # e.g. timeline recorders
 
     # ---- lifecycle -------------------------------------------------------
-    def start(self) -> None:
-        """Issue the policy's initial commands and begin periodic ticks."""
+    def start(self, ticks: bool = True) -> None:
+        """Issue the policy's initial commands and (unless ``ticks`` is False) begin periodic ticks."""
         self.ctx.now = self.backend.clock.now()
         self.apply(self.policy.setup(self.ctx))
+        if ticks:
+            self.start_ticks()
+
+    def start_ticks(self) -> None:
+        """Begin periodic ticks. A real backend whose setup takes wall time (engines starting before
+        the replay) calls this once that setup is deployed, so no tick sees the setup phase -- on the
+        twin the setup is instantaneous and ticks start at t = 0."""
         self.backend.clock.call_later(self.policy.tick_interval_s, self._tick)
 
     def stop(self) -> None:

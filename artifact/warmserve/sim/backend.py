@@ -8,9 +8,15 @@ granularity. Verbs follow the memory semantics written in ``seam.py``.
 Start lifecycle (costs from the hardware profile's ``lifecycle`` block)::
 
     created --init--> load phase --post--> ready
-    init = (process_start + cuda_context unless worker_pool)
+    init = (process_start + cuda_context unless a pre-spawned worker serves it)
            + engine_attach                      if it adopts a resident replica
            + engine_init + tp_comm (tp > 1)     otherwise
+    (with ``worker_pool``, a worker is available if the node's pool, ``lifecycle.worker_pool_per_node``,
+    has one; a used worker is replaced process_start_s after the start it served ends, as the testbed
+    replenishes; an empty pool means a cold start.
+    With ``lifecycle.prewarm_is_engine`` -- the CPU testbed -- a replica is a whole standby engine:
+    its load begins process_start + engine_init after the prewarm, and adopting it costs
+    engine_attach only.)
     load = weight load over the links (or the wait for an adopted replica still loading)
     post = mapping (bytes / GB x mapping_s_per_GB, adopted replica only) + kv_alloc
 
@@ -61,6 +67,7 @@ from warmserve.sim.loading import Loader, LoadJob
 from warmserve.sim.outputs import build_request_log, build_timeline, build_utilization
 from warmserve.sim.profile import check_models_fit, cluster_shape, load_profile
 from warmserve.sim.requests import FAILED, OK, PENDING, TIMEOUT, RequestTable
+from warmserve.sim.workers import WorkerPool
 
 _NEW = object.__new__
 _SET_REQUEST = tuple(Request.__dict__[f].__set__  # the slots' own setters (see _request)
@@ -124,6 +131,8 @@ class SimBackend(Backend):
         self.sink: EventSink | None = None
         self.req: RequestTable | None = None
         self._next_iid = 0
+        self.workers = WorkerPool(self.loop, nodes, self.hw.lifecycle.worker_pool_per_node,
+                                  self.hw.lifecycle.process_start_s)
         self._setup = False
         self._colocated = 0
         self._ended = 0
@@ -189,7 +198,10 @@ class SimBackend(Backend):
             # from start-up and the replay begins ~60 s after it answers (reference section 9).
             self._prewarm_done(rep)
             return
-        job = self.loader.start(model, gs)
+        lc = self.hw.lifecycle
+        engine_start = (lc.process_start_s + lc.engine_init_s) * self._start_slowdown(gs, model) \
+            if lc.prewarm_is_engine else 0.0
+        job = self.loader.start(model, gs, delay_s=engine_start)
         self.jobs[(model, gs)] = job
         job.waiters.append(lambda: self._prewarm_done(rep))
 
@@ -240,6 +252,8 @@ class SimBackend(Backend):
         bb = self._block_bytes[model]
         blocks = (int(mem_fraction * pool) - spec.bytes_per_gpu) // bb
         lim = self.hw.engine
+        if lim.kv_cache_bytes is not None:  # the engine is given a fixed KV cache (--kv-cache-memory-bytes)
+            blocks = min(blocks, lim.kv_cache_bytes // bb)
         if blocks * lim.kv_block_tokens < lim.max_model_len + lim.kv_block_tokens:
             raise CapacityError(f"start {model}: mem_fraction {mem_fraction} leaves {max(blocks, 0)} KV blocks")
         # check before changing anything: free memory plus what evicting other replicas would free
@@ -270,12 +284,13 @@ class SimBackend(Backend):
                 self.ledger.change(g, WEIGHTS, spec.bytes_per_gpu, now)
         for g in gs:
             self.ledger.change(g, KV, blocks * bb, now)
+        busy_slow = self._start_slowdown(gs, model)  # before this instance is on the books
         if self._setup and self.setup_ready:
             kind = StartKind.WARM
         elif reuse is not None:
             kind = StartKind.PREWARMED
-        elif self.features.worker_pool:
-            kind = StartKind.WORKER
+        elif self.features.worker_pool and self.workers.take(gs[0] // st_all.gpus_per_node):
+            kind = StartKind.WORKER  # a bounded pool is refilled when this start ends (_refill_worker)
         else:
             kind = StartKind.COLD
         iid = self._next_iid
@@ -301,16 +316,43 @@ class SimBackend(Backend):
             inst.t_load0 = inst.t_load1 = now
             self.loop.at(now, self._ready, inst)
             return iid
-        init = 0.0 if self.features.worker_pool else lc.process_start_s + lc.cuda_context_s
+        slow = busy_slow
+        if kind is StartKind.WORKER or (self.features.worker_pool and reuse is not None) \
+                or (reuse is not None and lc.prewarm_is_engine):
+            init = 0.0  # the process (and CUDA context) exists: a pre-spawned worker or a standby engine
+        else:
+            init = (lc.process_start_s + lc.cuda_context_s) * slow
         if reuse is not None:
             init += lc.engine_attach_s
             inst.post_s = lc.mapping_s_per_GB * spec.bytes_per_gpu / 1e9 + lc.kv_alloc_s
             inst.job = job
         else:
-            init += lc.engine_init_s + (lc.tp_comm_setup_s if spec.tp > 1 else 0.0)
+            init += (lc.engine_init_s + (lc.tp_comm_setup_s if spec.tp > 1 else 0.0)) * slow
             inst.post_s = lc.kv_alloc_s
         self.loop.at(now + init, self._init_done, inst)
         return iid
+
+    def _start_slowdown(self, gs: GpuSet, model: str) -> float:
+        """``lifecycle.busy_start_slowdown`` if another engine process runs on ``gs``'s node (an
+        instance, or -- with ``prewarm_is_engine`` -- a standby replica of another placement), else 1."""
+        f = self.hw.lifecycle.busy_start_slowdown
+        if f == 1.0:
+            return 1.0
+        gpn = self.state.gpus_per_node
+        node = gs[0] // gpn
+        for gpu in self.state.gpus[node * gpn:(node + 1) * gpn]:
+            if gpu.instances:
+                return f
+            if self.hw.lifecycle.prewarm_is_engine and any(
+                    r.model != model or r.gpus != gs for r in gpu.replicas.values()):
+                return f
+        return 1.0
+
+    def _refill_worker(self, inst: Instance) -> None:
+        """The start that used a pre-spawned worker ended (ready or stopped): replace it (once)."""
+        if inst.st.start_kind is StartKind.WORKER and not inst.refilled:
+            inst.refilled = True
+            self.workers.replace(inst.st.gpus[0] // self.state.gpus_per_node)
 
     def _init_done(self, inst: Instance) -> None:
         if inst.st.phase is InstancePhase.STOPPED:
@@ -338,6 +380,7 @@ class SimBackend(Backend):
             return
         inst.t_ready = st.ready_s = self.loop.t
         inst.job = None
+        self._refill_worker(inst)
         if st.phase is InstancePhase.STARTING:
             st.phase = InstancePhase.READY
         self._tl("instance_ready", st.model, st.instance_id, st.gpus)
@@ -393,6 +436,7 @@ class SimBackend(Backend):
         self._update_slow(st.gpus)
         st.phase = InstancePhase.STOPPED
         inst.t_stop = now
+        self._refill_worker(inst)  # stopped before it was ready
         inst.gen += 1
         self._tl("instance_stop", st.model, st.instance_id, st.gpus, detail="kept_weights" if keep else "")
         if keep:

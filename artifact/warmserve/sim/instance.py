@@ -7,6 +7,13 @@ Scheduling, as the published engines (vLLM 0.6.3, no chunked prefill) do it:
   under ``max_num_batched_tokens``, and the KV cache has room. Prefill runs
   alone (running sequences wait one iteration) and yields each admitted
   sequence's next token (the first token, for a new request).
+  With ``engine.scheduler: mixed`` (vLLM V1, the engine the CPU testbed runs)
+  the running sequences are not held back: the iteration is one *mixed step*
+  in which each of them decodes a token while the admitted prompts prefill
+  (token budget ``max_num_batched_tokens`` minus one per running sequence;
+  prompts are admitted whole, not chunked), costing
+  ``max(prefill_base, decode_base) + per_seq * running + per_ctx_token * their
+  context + prefill_per_token * prompt tokens``.
 * Otherwise all running sequences take *decode steps* together. Step time is
   ``decode_base + per_seq * batch + per_ctx_token * context_tokens`` (times a
   colocation factor when instances share a GPU).
@@ -62,9 +69,10 @@ class Instance:
         "waiting", "running", "fin", "step", "ctx", "cap_tokens", "block_tokens", "mode", "gen",
         "t0", "k", "B", "A", "D", "batch", "in_handler", "truncated",
         "t_created", "t_load0", "t_load1", "t_ready", "t_stop", "seg", "keep", "job", "post_s", "reuse", "slow",
+        "refilled",
         # hot-path copies (see the speed notes)
         "heap", "seq", "inp", "out", "gen_tok", "epoch", "admit_step", "first", "prefill",
-        "max_seqs", "max_batched", "max_len", "p_base", "p_tok", "d_base", "d_seq", "d_ctx",
+        "max_seqs", "max_batched", "max_len", "p_base", "p_tok", "d_base", "d_seq", "d_ctx", "mixed",
         "seg_inst", "seg_t0", "seg_t1", "iid", "prefill_done", "decode_done", "note_idle",
     )
 
@@ -105,6 +113,7 @@ class Instance:
         self.post_s = 0.0  # init time after the load (mapping + KV allocation)
         self.reuse = False  # adopted a resident replica (memory switching)
         self.slow = 1.0  # colocation factor; the backend updates it when instances share this GPU set
+        self.refilled = False  # the pre-spawned worker this start used has been replaced (backend's pool)
         self.heap = loop.heap
         self.seq = loop.seq
         self.inp, self.out, self.gen_tok, self.epoch = req.inp, req.out, req.gen, req.epoch
@@ -112,6 +121,7 @@ class Instance:
         self.max_seqs, self.max_batched, self.max_len = lim.max_num_seqs, lim.max_num_batched_tokens, lim.max_model_len
         self.p_base, self.p_tok = lat.prefill_base, lat.prefill_per_token
         self.d_base, self.d_seq, self.d_ctx = lat.decode_base, lat.decode_per_seq, lat.decode_per_ctx_token
+        self.mixed = lim.scheduler == "mixed"
         self.iid = st.instance_id
         self.prefill_done = self._prefill_done  # bound once, not per event
         self.decode_done = self._decode_done
@@ -211,11 +221,15 @@ class Instance:
             nrun = len(running)
             batch: list[int] = []
             tokens = 0
+            ctx_run = self.ctx
+            mixed = self.mixed and nrun > 0
+            if mixed:
+                max_batched -= nrun  # one decode token per running sequence comes out of the budget
             while waiting and nrun + len(batch) < max_seqs:
                 row = waiting[0]
                 need = inp[row] + gen[row]
                 if (need + bt + 1 > cap and not running and not batch) \
-                        or need > max_batched or inp[row] + self.out[row] > self.max_len:
+                        or need > self.max_batched or inp[row] + self.out[row] > self.max_len:
                     waiting.popleft()
                     if failed is None:
                         failed = [row]
@@ -236,7 +250,13 @@ class Instance:
                 self.batch = batch
                 t0 = self.t0 = self.loop.t
                 self.gen += 1
-                dur = (self.p_base + self.p_tok * tokens) * self.slow
+                if mixed:  # the running sequences decode in this step too
+                    self.B = nrun
+                    p0 = self.p_base if self.p_base > self.d_base else self.d_base
+                    dur = (p0 + self.d_seq * nrun + self.d_ctx * ctx_run + self.p_tok * tokens) * self.slow
+                else:
+                    self.B = 0
+                    dur = (self.p_base + self.p_tok * tokens) * self.slow
                 _push(self.heap, (t0 + dur, next(self.seq), self.prefill_done, self.gen))
                 return failed
         if not running:
@@ -320,9 +340,25 @@ class Instance:
         gen_tok = self.gen_tok
         first = self.first
         out = self.out
-        step = self.step
         ended: list[int] | None = None
         self.in_handler = True
+        if self.B:  # a mixed step: every running sequence decoded one token as well
+            step = self.step = self.step + 1
+            self.ctx += self.B
+            fin = self.fin
+            running = self.running
+            epoch = self.epoch
+            while fin and fin[0][0] <= step:
+                _, row, ep = _pop(fin)
+                if ep != epoch[row] or row not in running:
+                    continue
+                del running[row]
+                self.ctx -= self.inp[row] + out[row]
+                if ended is None:
+                    ended = [row]
+                else:
+                    ended.append(row)
+        step = self.step
         for row in self.batch:
             g = gen_tok[row] + 1
             gen_tok[row] = g

@@ -22,7 +22,7 @@ from warmserve.sim.profile import HardwareProfile
 class LoadJob:
     """One model's weights loading onto a GPU set (one flow per TP shard)."""
 
-    __slots__ = ("model", "gpus", "flows", "pending", "waiters", "from_nvme", "nbytes", "done")
+    __slots__ = ("model", "gpus", "flows", "pending", "waiters", "from_nvme", "nbytes", "done", "started")
 
     def __init__(self, model: str, gpus: GpuSet, from_nvme: bool, nbytes: int) -> None:
         self.model = model
@@ -33,6 +33,7 @@ class LoadJob:
         self.from_nvme = from_nvme
         self.nbytes = nbytes
         self.done = False
+        self.started = False  # flows running (a delayed job waits for its engine start first)
 
 
 class Loader:
@@ -48,7 +49,9 @@ class Loader:
         self.host_cache: list[OrderedDict[tuple[str, int], int]] = [OrderedDict() for _ in range(state.nodes)]
 
     # ---- loads ---------------------------------------------------------------
-    def start(self, model: str, gs: GpuSet) -> LoadJob:
+    def start(self, model: str, gs: GpuSet, delay_s: float = 0.0) -> LoadJob:
+        """Load ``model``'s weights onto ``gs``; with ``delay_s`` the flows begin that much later
+        (a CPU-testbed prewarm starts a whole engine before its weights load)."""
         spec = self.state.models[model]
         node = gs[0] // self.state.gpus_per_node
         key = (spec.base, spec.tp)
@@ -65,10 +68,20 @@ class Loader:
                      lambda _f, j=job: self._flow_done(j))
             job.flows.append(f)
         job.pending = len(job.flows)
-        self.tl("load_start", model, gpus=gs, nbytes=job.nbytes, detail="nvme" if from_nvme else "host_cache")
+        if delay_s > 0:
+            self.net.loop.call_later(delay_s, lambda: self._begin(job))
+        else:
+            self._begin(job)
+        return job
+
+    def _begin(self, job: LoadJob) -> None:
+        if job.done:  # cancelled while its engine was starting
+            return
+        job.started = True
+        self.tl("load_start", job.model, gpus=job.gpus, nbytes=job.nbytes,
+                detail="nvme" if job.from_nvme else "host_cache")
         for f in job.flows:
             self.net.start(f)
-        return job
 
     def _flow_done(self, job: LoadJob) -> None:
         job.pending -= 1
@@ -92,7 +105,7 @@ class Loader:
     def cancel(self, job: LoadJob) -> None:
         if job.done:
             return
-        moved = sum(self.net.cancel(f) for f in job.flows)
+        moved = sum(self.net.cancel(f) for f in job.flows) if job.started else 0.0
         job.done = True
         job.waiters = []
         self.tl("load_cancel", job.model, gpus=job.gpus, nbytes=int(moved))

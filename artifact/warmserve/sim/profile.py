@@ -20,6 +20,7 @@ LINK_FIELDS = ("pcie_h2d_GBps", "pcie_d2h_GBps", "pcie_switch_uplink_GBps", "hos
 LIFECYCLE_FIELDS = ("process_start_s", "cuda_context_s", "engine_init_s", "engine_attach_s",
                     "tp_comm_setup_s", "mapping_s_per_GB", "kv_alloc_s")
 ENGINE_FIELDS = ("max_num_seqs", "max_num_batched_tokens", "kv_block_tokens", "max_model_len")
+SCHEDULERS = ("prefill_first", "mixed")
 LATENCY_FIELDS = ("prefill_base_ms", "prefill_per_token_ms", "decode_base_ms", "decode_per_seq_ms",
                   "decode_per_ctx_token_ms")
 
@@ -47,6 +48,14 @@ class Lifecycle:
     tp_comm_setup_s: float
     mapping_s_per_GB: float
     kv_alloc_s: float
+    # Optional (defaults = the GPU profiles' published behaviour):
+    prewarm_is_engine: bool = False  # a prewarmed replica is a whole started engine (CPU testbed, no sleep
+    #                                  mode): prewarming costs process start + engine init before its load
+    busy_start_slowdown: float = 1.0  # engine starts (process start + engine init) take this much longer when
+    #                                   another engine process runs on the node (CPU testbed: shared cores)
+    worker_pool_per_node: int | None = None  # pre-spawned processes per node; None = unbounded (published:
+    #                                          32 per node, more than its GPUs); a used one is replaced after
+    #                                          process_start_s (its import)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +64,10 @@ class EngineLimits:
     max_num_batched_tokens: int
     kv_block_tokens: int
     max_model_len: int
+    scheduler: str = "prefill_first"  # "prefill_first" (vLLM 0.6, the published engine) or "mixed" (vLLM V1:
+    #                                  running sequences decode in the same step as admitted prefills)
+    kv_cache_bytes: int | None = None  # KV cache per instance when the engine is given a fixed size (vLLM's
+    #                                    --kv-cache-memory-bytes); None = the memory left after the weights
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +125,22 @@ def load_profile(cfg: DictConfig | Mapping[str, Any]) -> HardwareProfile:
     slow = _num(c, "h2d_slowdown_under_d2h", w)
     if slow >= 1:
         raise InputError(f"{w}.h2d_slowdown_under_d2h: must be < 1, got {slow}")
-    life = Lifecycle(**{k: _num(c["lifecycle"], k, f"{w}.lifecycle") for k in LIFECYCLE_FIELDS})
-    eng = EngineLimits(**{k: int(_num(c["engine"], k, f"{w}.engine", positive=True)) for k in ENGINE_FIELDS})
+    lc = c["lifecycle"]
+    pool = lc.get("worker_pool_per_node")
+    if pool is not None and (not isinstance(pool, int) or isinstance(pool, bool) or pool < 0):
+        raise InputError(f"{w}.lifecycle.worker_pool_per_node: must be null or an integer >= 0, got {pool!r}")
+    life = Lifecycle(**{k: _num(lc, k, f"{w}.lifecycle") for k in LIFECYCLE_FIELDS},
+                     prewarm_is_engine=bool(lc.get("prewarm_is_engine", False)), worker_pool_per_node=pool,
+                     busy_start_slowdown=_num(lc, "busy_start_slowdown", f"{w}.lifecycle", positive=True)
+                     if "busy_start_slowdown" in lc else 1.0)
+    sched = str(c["engine"].get("scheduler", "prefill_first"))
+    if sched not in SCHEDULERS:
+        raise InputError(f"{w}.engine.scheduler: must be one of {SCHEDULERS}, got {sched!r}")
+    kv_fixed = c["engine"].get("kv_cache_bytes")
+    eng = EngineLimits(**{k: int(_num(c["engine"], k, f"{w}.engine", positive=True)) for k in ENGINE_FIELDS},
+                       scheduler=sched,
+                       kv_cache_bytes=None if kv_fixed is None
+                       else int(_num(c["engine"], "kv_cache_bytes", f"{w}.engine", positive=True)))
     lat: dict[tuple[str, int], Latency] = {}
     for base, per_tp in c["latency"].items():
         for tpkey, coeffs in dict(per_tp).items():

@@ -62,6 +62,7 @@ class TestbedSettings:
     adopt_replicas: bool = True  # features.memory_switching: a start may adopt a standby/sleeping engine
     keep_weights_on_stop: bool = False  # features.keep_weights_on_stop
     kv_block_tokens: int = 16
+    kv_cache_bytes: int | None = None  # the engines' fixed KV cache (--kv-cache-memory-bytes), if given
     port_first: int = 18100
     port_count: int = 400
     max_port_retries: int = 3
@@ -250,6 +251,8 @@ class TestbedBackend(EngineLauncher, Backend):
         iid = next(self._ids)
         now = self.clock.now()
         kv_bytes = max(0, per_gpu - spec.bytes_per_gpu) * len(gpus)
+        if self.settings.kv_cache_bytes is not None:  # what the engine really allocates
+            kv_bytes = min(kv_bytes, self.settings.kv_cache_bytes * len(gpus))
         blocks = kv_bytes // max(1, spec.kv_bytes_per_token * self.settings.kv_block_tokens)
         inst = InstanceState(instance_id=iid, model=model, gpus=tuple(gpus), phase=InstancePhase.STARTING,
                              start_kind=kind, created_s=now, kv_blocks_total=int(blocks),
@@ -277,8 +280,13 @@ class TestbedBackend(EngineLauncher, Backend):
                 if self.settings.device == "cuda":
                     await SleepModeClient(self.session, rt.engine.spec.url).wake_up(["kv_cache"])
             elif rt.mechanism is Mechanism.PRESPAWNED_PROCESS and (p := self._take_prespawned()) is not None:
-                self._pool.append(self._spawn_prespawned())  # replenish in the background
-                rt.engine = await self._launch(self._name("e", inst.model), inst.model, inst.gpus, prespawned=p)
+                try:
+                    rt.engine = await self._launch(self._name("e", inst.model), inst.model, inst.gpus, prespawned=p)
+                finally:
+                    # replenish once this start is over, not during it: on a CPU box the new process's
+                    # import (a core at 100 % for ~12 s) would slow the very start it replaces
+                    if not self._closed:
+                        self._pool.append(self._spawn_prespawned())
             else:
                 rt.mechanism = Mechanism.PROCESS_START
                 inst.start_kind = StartKind.COLD
@@ -472,6 +480,12 @@ class TestbedBackend(EngineLauncher, Backend):
         rt = self._rt[instance_id]
         await rt.ready.wait()
         return rt.error
+
+    async def wait_deployed(self) -> None:
+        """Wait until every instance started and every replica prewarmed so far is up (the setup
+        phase before t = 0, as the twin's ``setup_ready``); failures are reported by their tasks."""
+        await asyncio.gather(*(self.wait_ready(i) for i in list(self.state.instances)),
+                             *(sb.ready.wait() for sb in list(self._standby.values())))
 
     def engine_url(self, instance_id: int) -> str:
         eng = self._rt[instance_id].engine

@@ -77,6 +77,8 @@ class RunnableTestbed(TestbedBackend):
             prespawned_pool=int(prewarm["prespawned_pool"]) if self.features.worker_pool else 0,
             sleep_level=int(prewarm.get("sleep_level", 1)),
             kv_block_tokens=int(hardware["engine"]["kv_block_tokens"]),
+            kv_cache_bytes=(None if hardware["engine"].get("kv_cache_bytes") is None
+                            else int(hardware["engine"]["kv_cache_bytes"])),
             port_first=int(ports["first"]), port_count=int(ports["count"]),
             adopt_replicas=self.features.memory_switching,
             keep_weights_on_stop=self.features.keep_weights_on_stop,
@@ -138,11 +140,15 @@ class RunnableTestbed(TestbedBackend):
                                                                enumerate(self.settings.slot_cores)},
                                            self.clock.now, self.util_interval_s)
             self.clock.start()
-            controller.start()  # t = 0: the policy's setup commands, then periodic ticks
-            if self.setup_ready and self.state.instances:
-                # deployed before the replay (as the twin's setup_ready): wait, then restart the clock at 0
-                await asyncio.gather(*(self.wait_ready(i) for i in list(self.state.instances)))
+            controller.start(ticks=not self.setup_ready)  # t = 0: the policy's setup commands
+            if self.setup_ready:
+                # instances and prewarms deployed before the replay (as the twin's setup_ready): wait for
+                # them, restart the clock at 0 (setup events are logged at t = 0), then begin ticks
+                await self.wait_deployed()
                 self.clock.start()
+                for row in self.timeline_rows:
+                    row["t_s"] = 0.0
+                controller.start_ticks()
             if on_start is not None:
                 on_start()
             sampler = asyncio.create_task(self._sampler.run(sampler_stop))
