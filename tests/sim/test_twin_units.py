@@ -251,10 +251,11 @@ class _TwoSlots(Fixed):
         return StartInstance(model, (0,) if model == "m7a" else (1,))  # two 1-GPU models
 
 
-def _start_kinds(pool, gap=0.0):
+def _start_kinds(pool, gap=0.0, refill_s=None):
+    hw = hardware(80, 256, worker_pool=pool)
+    hw["lifecycle"]["worker_refill_s"] = refill_s
     b = SimBackend(models=_specs(("a", "b")), cluster={"nodes": 1, "gpus_per_node": 2},
-                   hardware=hardware(80, 256, worker_pool=pool), features=BackendFeatures(worker_pool=True),
-                   setup_ready=False)
+                   hardware=hw, features=BackendFeatures(worker_pool=True), setup_ready=False)
     rows = [(0, 0.0, "m7a", 100, 2), (1, gap, "m7b", 100, 2)]
     b.replay(_wl(rows), Controller(b, _TwoSlots([]), ["m7a", "m7b"]), 10_000)
     tl = b.timeline()
@@ -273,6 +274,9 @@ def test_worker_pool_refills_an_import_time_after_the_start_it_served() -> None:
     _, ready = _start_kinds(1, gap=1e4)
     assert _start_kinds(1, gap=ready + 0.5 * ps)[0] == ["worker", "cold"]
     assert _start_kinds(1, gap=ready + 1.5 * ps)[0] == ["worker", "worker"]
+    # a measured import time, when the profile gives one, replaces process_start_s as the refill time
+    assert _start_kinds(1, gap=ready + 1.5 * ps, refill_s=3 * ps)[0] == ["worker", "cold"]
+    assert _start_kinds(1, gap=ready + 3.5 * ps, refill_s=3 * ps)[0] == ["worker", "worker"]
 
 
 def test_prewarm_as_engine_takes_a_whole_start_and_a_claim_waits_for_it() -> None:

@@ -34,6 +34,8 @@ def cpu_profile(raw: dict, command: str, name: str, engine_cfg: dict, slot_mem_b
     mean_load = statistics.median(s for _, s, _ in loads) if loads else 0.0
     life = split_start(cold, worker, mean_load)
     promote = statistics.median(raw[b]["promote_s"] for b in bases)
+    imports = [x for b in bases for x in (raw[b].get("import_s_runs") or [raw[b]["import_s"]])]
+    refill = round(statistics.median(imports), 3)
     loaded = [raw[b]["cold_loaded_s"] / raw[b]["cold_s"] for b in bases if raw[b].get("cold_loaded_s")]
     ratio = statistics.median(loaded) if loaded else None
     busy = round(max(1.0, ratio), 3) if ratio is not None else 1.0  # < 1 is start-time noise, not a speed-up
@@ -110,7 +112,8 @@ lifecycle:
                                      # {busy_note}
   worker_pool_per_node: {prespawned_pool}            # pre-spawned processes kept ready = configs/backend/testbed.yaml
                                      # prewarm.prespawned_pool; a used one is replaced when the start it served ends
-                                     # and is ready process_start_s later (its import)
+  worker_refill_s: {refill}             # ... and its replacement is ready this long after it is spawned: the measured
+                                     # import of a pre-spawned process (median over models and runs)
 
 engine:
   max_num_seqs: {_arg(args, '--max-num-seqs')}                   # configs/backend/testbed.yaml engine args

@@ -12,8 +12,8 @@ Start lifecycle (costs from the hardware profile's ``lifecycle`` block)::
            + engine_attach                      if it adopts a resident replica
            + engine_init + tp_comm (tp > 1)     otherwise
     (with ``worker_pool``, a worker is available if the node's pool, ``lifecycle.worker_pool_per_node``,
-    has one; a used worker is replaced process_start_s after the start it served ends, as the testbed
-    replenishes; an empty pool means a cold start.
+    has one; a used worker is replaced when the start it served ends, ready worker_refill_s (default
+    process_start_s) later, as the testbed replenishes; an empty pool means a cold start.
     With ``lifecycle.prewarm_is_engine`` -- the CPU testbed -- a replica is a whole standby engine:
     its load begins process_start + engine_init after the prewarm, and adopting it costs
     engine_attach only.)
@@ -131,8 +131,9 @@ class SimBackend(Backend):
         self.sink: EventSink | None = None
         self.req: RequestTable | None = None
         self._next_iid = 0
-        self.workers = WorkerPool(self.loop, nodes, self.hw.lifecycle.worker_pool_per_node,
-                                  self.hw.lifecycle.process_start_s)
+        lc = self.hw.lifecycle
+        self.workers = WorkerPool(self.loop, nodes, lc.worker_pool_per_node,
+                                  lc.process_start_s if lc.worker_refill_s is None else lc.worker_refill_s)
         self._setup = False
         self._colocated = 0
         self._ended = 0

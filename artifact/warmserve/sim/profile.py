@@ -54,8 +54,9 @@ class Lifecycle:
     busy_start_slowdown: float = 1.0  # engine starts (process start + engine init) take this much longer when
     #                                   another engine process runs on the node (CPU testbed: shared cores)
     worker_pool_per_node: int | None = None  # pre-spawned processes per node; None = unbounded (published:
-    #                                          32 per node, more than its GPUs); a used one is replaced after
-    #                                          process_start_s (its import)
+    #                                          32 per node, more than its GPUs)
+    worker_refill_s: float | None = None  # a replacement pre-spawned process is ready this long after it is
+    #                                       spawned (its import); None = process_start_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +133,9 @@ def load_profile(cfg: DictConfig | Mapping[str, Any]) -> HardwareProfile:
     life = Lifecycle(**{k: _num(lc, k, f"{w}.lifecycle") for k in LIFECYCLE_FIELDS},
                      prewarm_is_engine=bool(lc.get("prewarm_is_engine", False)), worker_pool_per_node=pool,
                      busy_start_slowdown=_num(lc, "busy_start_slowdown", f"{w}.lifecycle", positive=True)
-                     if "busy_start_slowdown" in lc else 1.0)
+                     if "busy_start_slowdown" in lc else 1.0,
+                     worker_refill_s=_num(lc, "worker_refill_s", f"{w}.lifecycle")
+                     if lc.get("worker_refill_s") is not None else None)
     sched = str(c["engine"].get("scheduler", "prefill_first"))
     if sched not in SCHEDULERS:
         raise InputError(f"{w}.engine.scheduler: must be one of {SCHEDULERS}, got {sched!r}")

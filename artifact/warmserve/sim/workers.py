@@ -6,7 +6,8 @@ profiles leave the pool unbounded (every ``worker_pool`` start is a worker
 start). The CPU testbed keeps one: a start that finds the pool empty is a cold
 process start, and a used process is replaced when the start it served ends
 (its import would slow that very start on a 2-core box), ready
-``process_start_s`` later -- the same rule as ``warmserve.testbed``.
+``worker_refill_s`` later (its import; default ``process_start_s``) -- the
+same rule as ``warmserve.testbed``.
 """
 
 from __future__ import annotations
