@@ -57,7 +57,7 @@ _pop = heapq.heappop
 
 # Speed notes: every method here runs a few times per simulated request, so the
 # request columns, engine limits and latency coefficients are copied into slots
-# (no attribute chains), busy intervals go straight into the backend's arrays,
+# (no attribute chains), busy intervals go straight into the backend's arrays (``_busy``),
 # and events are pushed onto the loop's heap directly (their times are never in
 # the past). The arithmetic is written exactly as the closed forms above, in the
 # same order, so results are bit-for-bit those of the straightforward version.
@@ -325,39 +325,16 @@ class Instance:
             return
         t = self.loop.t
         t0 = self.t0
-        # busy interval (inlined _busy)
-        i = self.seg
-        seg_t1 = self.seg_t1
-        if i >= 0 and seg_t1[i] == t0:
-            seg_t1[i] = t
-        else:
-            self.seg = len(self.seg_t0)
-            self.seg_inst.append(self.iid)
-            self.seg_t0.append(t0)
-            seg_t1.append(t)
+        self._busy(t0, t)
         self.mode = IDLE
         dur = t - t0
         gen_tok = self.gen_tok
         first = self.first
         out = self.out
-        ended: list[int] | None = None
+        ended: list[int] = []
         self.in_handler = True
         if self.B:  # a mixed step: every running sequence decoded one token as well
-            step = self.step = self.step + 1
-            self.ctx += self.B
-            fin = self.fin
-            running = self.running
-            epoch = self.epoch
-            while fin and fin[0][0] <= step:
-                _, row, ep = _pop(fin)
-                if ep != epoch[row] or row not in running:
-                    continue
-                del running[row]
-                self.ctx -= self.inp[row] + out[row]
-                if ended is None:
-                    ended = [row]
-                else:
-                    ended.append(row)
+            self._advance(1, ended)
         step = self.step
         for row in self.batch:
             g = gen_tok[row] + 1
@@ -369,52 +346,45 @@ class Instance:
             rem = out[row] - g
             if rem <= 0:
                 self.ctx -= self.inp[row] + g
-                if ended is None:
-                    ended = [row]
-                else:
-                    ended.append(row)
+                ended.append(row)
             else:
                 self.running[row] = None
                 self.admit_step[row] = step
                 _push(self.fin, (step + rem, row, self.epoch[row]))
         self.batch = []
-        if ended is not None:
-            for row in ended:
-                self._end(row, OK)
+        for row in ended:
+            self._end(row, OK)
         self.in_handler = False
         self.schedule()
 
     def _decode_done(self, gen: int) -> None:
         if gen != self.gen:
             return
-        t = self.loop.t
-        t0 = self.t0
-        i = self.seg
-        seg_t1 = self.seg_t1
-        if i >= 0 and seg_t1[i] == t0:
-            seg_t1[i] = t
-        else:
-            self.seg = len(self.seg_t0)
-            self.seg_inst.append(self.iid)
-            self.seg_t0.append(t0)
-            seg_t1.append(t)
+        self._busy(self.t0, self.loop.t)
         self.mode = IDLE
-        k = self.k
+        self.in_handler = True
+        self._advance(self.k, None)
+        self.in_handler = False
+        self.schedule()
+
+    def _advance(self, k: int, ended: list[int] | None) -> None:
+        """The running sequences decoded ``k`` tokens each: move the step and context on and take out
+        the sequences that are done -- ended at once, or collected into ``ended`` for the caller."""
         step = self.step = self.step + k
         self.ctx += self.B * k
         fin = self.fin
         running = self.running
         epoch = self.epoch
-        self.in_handler = True
         while fin and fin[0][0] <= step:
             _, row, ep = _pop(fin)
             if ep != epoch[row] or row not in running:
                 continue
             del running[row]
             self.ctx -= self.inp[row] + self.out[row]
-            self._end(row, OK)
-        self.in_handler = False
-        self.schedule()
+            if ended is None:
+                self._end(row, OK)
+            else:
+                ended.append(row)
 
     def _end(self, row: int, status: int) -> None:
         req = self.req
