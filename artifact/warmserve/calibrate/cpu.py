@@ -130,6 +130,7 @@ async def _worker_start(factory: EngineFactory, ports: PortAllocator, session, b
 
 
 LOAD_STREAMS, LOAD_IN, LOAD_OUT = 4, 512, 64  # neighbour load during a start: 4 streams of 512-in/64-out requests
+LOAD_SETTLE_S = 5.0  # the neighbour serves this long before the start begins
 
 
 async def _keep_busy(session, url: str, model: str, vocab: int, stop: asyncio.Event, sent: list[int]) -> None:
@@ -158,7 +159,7 @@ async def _cold_start_under_load(factory: EngineFactory, ports: PortAllocator, s
         await busy.wait_healthy(session, timeout_s, 0.1)
         streams = [asyncio.create_task(_keep_busy(session, busy.spec.url, base, vocab, stop, sent))
                    for _ in range(LOAD_STREAMS)]
-        await asyncio.sleep(5)  # let the load settle
+        await asyncio.sleep(LOAD_SETTLE_S)
         run = await _cold_start(factory, ports, session, base, cores, timeout_s, "-loaded")
         stop.set()
         await asyncio.gather(*streams)

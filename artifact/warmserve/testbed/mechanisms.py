@@ -78,6 +78,11 @@ class EngineConfig:
         )
 
 
+    def flag(self, name: str) -> str | None:
+        """The value given to ``name`` in the engine's common args (e.g. ``--max-num-seqs``), if any."""
+        return self.args[self.args.index(name) + 1] if name in self.args[:-1] else None
+
+
 class EngineFactory:
     """Builds ``EngineSpec``s: the same engine command for a fresh or a pre-spawned process."""
 

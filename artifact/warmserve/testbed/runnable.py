@@ -70,6 +70,7 @@ class RunnableTestbed(TestbedBackend):
                 raise InputError(f"backend.checkpoint_dir: no checkpoint {ckpt / spec.base} (make it with "
                                  f"python -m warmserve.testbed.tiny_models --out {checkpoint_dir} --sizes {spec.base})")
         mem_util = float(hardware.get("gpu_mem_utilization", 1.0))
+        engine_cfg = EngineConfig.from_cfg(dict(engine))
         settings = TestbedSettings(
             device=device, slot_cores=cores,
             capacity_bytes=int(int(hardware["gpu_mem_bytes"]) * mem_util),
@@ -77,15 +78,14 @@ class RunnableTestbed(TestbedBackend):
             prespawned_pool=int(prewarm["prespawned_pool"]) if self.features.worker_pool else 0,
             sleep_level=int(prewarm.get("sleep_level", 1)),
             kv_block_tokens=int(hardware["engine"]["kv_block_tokens"]),
-            kv_cache_bytes=(None if hardware["engine"].get("kv_cache_bytes") is None
-                            else int(hardware["engine"]["kv_cache_bytes"])),
+            kv_cache_bytes=int(kv) if (kv := engine_cfg.flag("--kv-cache-memory-bytes")) else None,
             port_first=int(ports["first"]), port_count=int(ports["count"]),
             adopt_replicas=self.features.memory_switching,
             keep_weights_on_stop=self.features.keep_weights_on_stop,
         )
         # one folder of engine logs per run, so logs of different runs never mix
         self._log_dir = _resolve(log_dir) / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-        factory = EngineFactory(EngineConfig.from_cfg(dict(engine)), ckpt, host, self._log_dir)
+        factory = EngineFactory(engine_cfg, ckpt, host, self._log_dir)
         super().__init__(settings, factory, models, nodes, gpn, WallClock())
         self.host = host
         self.seed = seed
