@@ -87,7 +87,6 @@ def test_workload_naming_an_unknown_model(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.skipif(not (configs_dir() / "workload" / "tiny.yaml").is_file(), reason="workload preset not there yet")
 def test_cli_bad_input_exits_2(tmp_path: Path) -> None:
     out = tmp_path / "r"
     p = subprocess.run([sys.executable, "-m", "warmserve.run", "hardware.nvme_GBps=-1", f"out={out}"],

@@ -12,6 +12,8 @@ import re
 import pandas as pd
 import seaborn as sns
 
+from warmserve.control.probe import KINDS as PROBE_KIND_ORDER
+
 SYSTEM_LABELS: dict[str, str] = {
     "warmserve": "WarmServe",
     "serverlessllm": "ServerlessLLM-style",
@@ -63,12 +65,7 @@ SYSTEM_CATEGORY: dict[str, str] = {
 }
 
 # Cold-start probes: system name -> start kind it stages (warmserve.control.probe), in cost order.
-PROBE_KINDS: dict[str, str] = {
-    "probe_cold": "cold",
-    "probe_worker": "worker",
-    "probe_prewarmed": "prewarmed",
-    "probe_warm": "warm",
-}
+PROBE_KINDS: dict[str, str] = {f"probe_{k}": k for k in reversed(PROBE_KIND_ORDER)}  # systems probe_<kind>
 START_KIND_LABELS: dict[str, str] = {
     "cold": "cold (new process)",
     "worker": "worker prewarmed",
