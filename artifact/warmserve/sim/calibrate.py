@@ -76,11 +76,13 @@ def fit(gpu: str, network: str, hbm_GBps: float, attn_eff: float, overhead_ms: f
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--gpu", default="a100", choices=["a100", "h100"])
-    ap.add_argument("--hbm-GBps", type=float, default=None, help="HBM bandwidth (default: spec sheet)")
+    ap.add_argument("--hbm-GBps", type=float, default=None,
+                    help="HBM bandwidth (default: the profile's hbm_GBps, the spec sheet's, configs/hardware)")
     ap.add_argument("--attn-eff", type=float, default=0.7)
     ap.add_argument("--overhead-ms", type=float, default=3.0)
     a = ap.parse_args()
-    hbm = a.hbm_GBps or {"a100": 2039.0, "h100": 3350.0}[a.gpu]
+    profile = {"a100": "a100-80gb", "h100": "h100-80gb"}[a.gpu]
+    hbm = a.hbm_GBps or float(load_yaml("hardware", profile)["hbm_GBps"])
     net = {"a100": "a100_dgx", "h100": "h100_dgx"}[a.gpu]
     res = fit(a.gpu, net, hbm, a.attn_eff, a.overhead_ms)
     for base, per_tp in res.items():
