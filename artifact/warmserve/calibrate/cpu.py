@@ -34,6 +34,7 @@ from warmserve.testbed.engines import EngineProcess
 from warmserve.testbed.mechanisms import EngineConfig, EngineFactory
 from warmserve.testbed.ports import PortAllocator
 from warmserve.testbed.replay import ClientRecord, send_one
+from warmserve.testbed.utilization import tree_cpu_rss
 
 LOAD_RE = re.compile(r"Loading weights took ([0-9.]+) seconds")
 
@@ -73,11 +74,6 @@ async def _latency(session, url: str, model: str, vocab: int, repeats: int) -> d
     return {"prefill": prefill, "decode": decode}
 
 
-def _rss_tree(pid: int) -> int:
-    p = psutil.Process(pid)
-    return sum(q.memory_info().rss for q in [p, *p.children(recursive=True)])
-
-
 async def _cold_start(factory: EngineFactory, ports: PortAllocator, session, base: str, cores: str,
                       timeout_s: float, tag: str) -> dict:
     """One fresh server process, launch -> /health = 200; stopped afterwards."""
@@ -86,7 +82,7 @@ async def _cold_start(factory: EngineFactory, ports: PortAllocator, session, bas
     eng.launch()
     try:
         out = {"cold_s": await eng.wait_healthy(session, timeout_s, 0.1), "cold_load_s": _load_seconds(eng),
-               "engine_rss_bytes": _rss_tree(eng.proc.pid)}
+               "engine_rss_bytes": tree_cpu_rss(psutil.Process(eng.proc.pid))[1]}
         t = time.monotonic()
         for _ in range(20):
             async with session.get(f"{eng.spec.url}/health") as r:

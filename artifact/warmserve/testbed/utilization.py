@@ -38,6 +38,18 @@ class Sample:
     instance_id: int  # -1 for a standby (prewarmed) engine
 
 
+def tree_cpu_rss(proc: psutil.Process) -> tuple[float, int]:
+    """CPU seconds and resident bytes of a process and all its children (an engine is several
+    processes: API server, engine core, worker); children that exit meanwhile are skipped."""
+    cpu, rss = 0.0, 0
+    for p in [proc, *proc.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            t = p.cpu_times()
+            cpu += t.user + t.system
+            rss += p.memory_info().rss
+    return cpu, rss
+
+
 class ProcessSampler:
     """Samples the process trees of the engines the backend reports, every ``interval_s``."""
 
@@ -55,13 +67,7 @@ class ProcessSampler:
         proc = self._procs.get(pid)
         if proc is None:
             proc = self._procs[pid] = psutil.Process(pid)
-        cpu, rss = 0.0, 0
-        for p in [proc, *proc.children(recursive=True)]:
-            with contextlib.suppress(psutil.Error):
-                t = p.cpu_times()
-                cpu += t.user + t.system
-                rss += p.memory_info().rss
-        return cpu, rss
+        return tree_cpu_rss(proc)
 
     def sample_once(self) -> None:
         t = self._now()
