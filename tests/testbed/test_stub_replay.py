@@ -111,8 +111,8 @@ def test_setup_prewarms_are_up_before_t0_and_ticks_start_after(tmp_path):
     # first request is a prewarmed start with no start wait, as on the twin
     backend = stub_backend(tmp_path, engine_args=["--startup-s", "1.5", "--prefill-ms-base", "5",
                                                   "--prefill-ms-per-token", "0.01", "--decode-ms", "2"],
-                           features={"worker_pool": True, "memory_switching": True}, prespawned_pool=0)
-    backend.setup_ready = True
+                           features={"worker_pool": True, "memory_switching": True}, prespawned_pool=0,
+                           setup_ready=True)
     ticks: list[float] = []
     policy = _PrewarmAtSetup()
     policy.on_tick = lambda ctx: ticks.append(ctx.now) or []

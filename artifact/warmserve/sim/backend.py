@@ -317,18 +317,17 @@ class SimBackend(Backend):
             inst.t_load0 = inst.t_load1 = now
             self.loop.at(now, self._ready, inst)
             return iid
-        slow = busy_slow
         if kind is StartKind.WORKER or (self.features.worker_pool and reuse is not None) \
                 or (reuse is not None and lc.prewarm_is_engine):
             init = 0.0  # the process (and CUDA context) exists: a pre-spawned worker or a standby engine
         else:
-            init = (lc.process_start_s + lc.cuda_context_s) * slow
+            init = (lc.process_start_s + lc.cuda_context_s) * busy_slow
         if reuse is not None:
             init += lc.engine_attach_s
             inst.post_s = lc.mapping_s_per_GB * spec.bytes_per_gpu / 1e9 + lc.kv_alloc_s
             inst.job = job
         else:
-            init += (lc.engine_init_s + (lc.tp_comm_setup_s if spec.tp > 1 else 0.0)) * slow
+            init += (lc.engine_init_s + (lc.tp_comm_setup_s if spec.tp > 1 else 0.0)) * busy_slow
             inst.post_s = lc.kv_alloc_s
         self.loop.at(now + init, self._init_done, inst)
         return iid

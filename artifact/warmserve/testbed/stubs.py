@@ -33,7 +33,7 @@ class LaunchOnIdle(SystemPolicy):
 
 def stub_backend(tmp_path: Path, *, engine_args: list[str] | None = None, features: dict | None = None,
                  slots: int = 2, max_retries: int = 1, request_timeout_s: float = 30.0,
-                 prespawned_pool: int = 1, models: str | list = "tiny3") -> RunnableTestbed:
+                 prespawned_pool: int = 1, models: str | list = "tiny3", setup_ready: bool = False) -> RunnableTestbed:
     base = OmegaConf.load(configs_dir() / "backend" / "testbed.yaml")
     stub = OmegaConf.load(configs_dir() / "backend" / "testbed-stub.yaml")
     stub.pop("defaults")
@@ -49,7 +49,7 @@ def stub_backend(tmp_path: Path, *, engine_args: list[str] | None = None, featur
     hw = OmegaConf.load(configs_dir() / "hardware" / "cpu-testbed.yaml")
     return RunnableTestbed(
         models=model_specs(models), cluster={"name": "t", "nodes": 1, "gpus_per_node": slots}, hardware=hw,
-        features=BackendFeatures(**(features or {})), seed=1, **cfg)
+        features=BackendFeatures(**(features or {})), seed=1, setup_ready=setup_ready, **cfg)
 
 
 def workload(rows: list[tuple[float, str, int, int]]) -> pd.DataFrame:
