@@ -89,7 +89,7 @@ def titled(fig: plt.Figure, title: str, prov: str) -> plt.Figure:
     return fig
 
 
-def _replace_text(path: Path, text: str) -> None:
+def replace_text(path: Path, text: str) -> None:
     """Write via a temporary file and rename, so a reader never sees half a table."""
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
@@ -99,7 +99,7 @@ def _replace_text(path: Path, text: str) -> None:
 def write_table(df: pd.DataFrame, name: str, *, title: str = "", note: str = "", reading: str = "") -> Path:
     """Write ``results/tables/<name>.csv`` and ``.md`` (title, provenance note, table, then ``reading``)."""
     d = tables_dir()
-    _replace_text(d / f"{name}.csv", df.to_csv(index=False))
+    replace_text(d / f"{name}.csv", df.to_csv(index=False))
     md = []
     if title:
         md.append(f"# {title}\n")
@@ -108,5 +108,5 @@ def write_table(df: pd.DataFrame, name: str, *, title: str = "", note: str = "",
     md.append(df.to_markdown(index=False, floatfmt=".3g"))
     if reading:
         md.append("\n" + reading.strip())
-    _replace_text(d / f"{name}.md", "\n".join(md) + "\n")
+    replace_text(d / f"{name}.md", "\n".join(md) + "\n")
     return d / f"{name}.md"
