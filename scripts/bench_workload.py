@@ -4,7 +4,7 @@
     .venv/bin/python scripts/bench_workload.py [--rows 27303999] [--keep DIR]
 
 1. Generates a synthetic conv week with as many rows as the real 2024 conv file
-   (27,303,999; SOURCES.md) in the exact 2024 CSV schema, in a child process
+   (27,303,999; data/SOURCES.md) in the exact 2024 CSV schema, in a child process
    (not timed: generation is not part of the target).
 2. In a fresh child process, builds the default workload (models=paper4,
    alpha=2, rps=1, seed=42) from that CSV with ``source=azure2024`` and the
@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REAL_CONV_ROWS = 27_303_999  # ../shared/data/traces/SOURCES.md (Azure 2024 conv week)
+REAL_CONV_ROWS = 27_303_999  # data/SOURCES.md (Azure 2024 conv week)
 
 
 def generate(path: Path, rows: int) -> None:

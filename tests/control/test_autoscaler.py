@@ -1,4 +1,4 @@
-"""The published autoscaler's thresholds, hand-worked (reference section 5.4)."""
+"""The published autoscaler's thresholds, hand-worked (docs/reference.md §5.4)."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""Replica demand and scores, hand-worked (reference section 5.2)."""
+"""Replica demand and scores, hand-worked (docs/reference.md §5.2)."""
 
 import math
 
@@ -42,7 +42,7 @@ def test_burst_factor_zero_average_is_neutral():
 
 
 def test_cold_start_matches_reference_estimates():
-    # reference section 3: 0.39 s (7B TP1), 0.38 s (13B TP2), 1.00 s (70B TP4) at 32 GB/s
+    # docs/reference.md §3: 0.39 s (7B TP1), 0.38 s (13B TP2), 1.00 s (70B TP4) at 32 GB/s
     assert cold_start_s(SPECS["llama2-7b-0"], 32.0) == pytest.approx(0.392, abs=1e-3)
     assert cold_start_s(SPECS["llama2-13b-0"], 32.0) == pytest.approx(0.379, abs=1e-3)
     assert cold_start_s(SPECS["llama2-70b-0"], 32.0) == pytest.approx(1.004, abs=1e-3)

@@ -1,4 +1,4 @@
-"""Instance GPU choice and KV-cache reservation (reference 1.3 step 4a, 5.5)."""
+"""Instance GPU choice and KV-cache reservation (docs/reference.md §1.3 step 4a, §5.5)."""
 
 from control_fakes import GIB, FakeBackend
 

@@ -1,4 +1,4 @@
-"""Evict-aware placement and the round-robin ablation (reference section 5.3)."""
+"""Evict-aware placement and the round-robin ablation (docs/reference.md §5.3)."""
 
 import itertools
 

@@ -1,6 +1,6 @@
 """A deliberately naive, independent re-implementation of the published trace generator.
 
-Written from the reference description (warmserve_reference.md 2.2-2.5) in
+Written from the reference description (docs/reference.md §2.2-§2.5) in
 plain Python: csv module, datetime parsing, lists of tuples, an explicit pool
 list and ``sorted``. It shares no code with ``warmserve.workload``; the tests
 check that the vectorised pipeline produces exactly what this produces.

@@ -11,7 +11,7 @@ from warmserve.workload.predictor import mean_relative_error, published_forecast
 
 
 def literal(obs, prior):
-    """Reference section 4, one window at a time."""
+    """docs/reference.md §4, one window at a time."""
     weights = [2.0**-d for d in range(10)]
     preds = [prior[0]]
     for w in range(len(obs) - 1):

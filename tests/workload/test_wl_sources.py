@@ -30,7 +30,7 @@ def test_one_hour_sources(name):
 
 
 def test_servegen_week():
-    src = {"name": "servegen", "path": "traces/servegen/language/m-small", "clients": [0, 1], "scale": 0.05}
+    src = {"name": "servegen", "clients": [25, 97], "scale": 0.05}  # two bundled m-large clients active on days 5-6
     b = build_workload({"source": src, "models": "small2", "rps": 0.2})
     _check(b, ["llama2-7b-0", "llama2-13b-0"])
     assert b.meta["synthetic"] is True and "ServeGen" in b.meta["label"]

@@ -1,7 +1,7 @@
 """The synthetic week against the bundled 2024 reconstruction, each statistic within a stated tolerance.
 
 Reference: the digitized per-minute envelope (``mid_req_per_min`` per ~7.2-minute
-column) and the digitized token CDFs (../shared/data/traces/SOURCES.md). The
+column) and the digitized token CDFs (data/SOURCES.md). The
 week is generated at 5 % scale and rates are divided by the scale.
 """
 

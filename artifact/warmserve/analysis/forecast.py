@@ -16,7 +16,7 @@ import pandas as pd
 
 from warmserve.errors import InputError
 
-PAPER_PEAK_MRE = 0.073  # 5-min peak, as quoted by a third-party summary of the paper (reference section 4)
+PAPER_PEAK_MRE = 0.073  # 5-min peak, as quoted by a third-party summary of the paper (docs/reference.md §4)
 # Display order: the published predictor first, the oracle (the harness check) last.
 FORECASTER_ORDER = ("paper", "naive", "holt_winters", "sarimax", "noisy_paper", "oracle")
 REQUIRED = ("trace", "forecaster", "model", "window", "rel_err_mean", "rel_err_peak")

@@ -24,9 +24,9 @@ from warmserve.analysis.capacity import Ratio, largest
 from warmserve.analysis.results import config_value
 from warmserve.workload.api import recipe_defaults
 
-PAPER_TAIL_RATIO = 50.8  # abstract of arXiv 2512.09472 (reference section 10, item 11)
+PAPER_TAIL_RATIO = 50.8  # abstract of arXiv 2512.09472 (docs/reference.md §10.11)
 PAPER_CAPACITY_RATIO = 2.5  # same source
-PUBLISHED_REPLAY_S = float(recipe_defaults().replay_s)  # configs/workload/_defaults.yaml (reference 2.7)
+PUBLISHED_REPLAY_S = float(recipe_defaults().replay_s)  # configs/workload/_defaults.yaml (docs/reference.md §2.7)
 CLAIM_TAIL = "up to 50.8x lower tail (P99) TTFT than the autoscaling system (ServerlessLLM)"
 CLAIM_CAPACITY = "up to 2.5x more requests than the GPU-sharing system (MuxServe)"
 HEADLINE_COLUMNS = ["paper claim", "setting", "ours", "ratio"]

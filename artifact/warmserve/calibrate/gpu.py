@@ -3,7 +3,7 @@
 * host-to-device bandwidth, pageable and pinned source (``torch`` copies, CUDA events);
 * CUDA virtual-memory map/unmap cost per 2 MiB chunk (``cuMemCreate`` /
   ``cuMemAddressReserve`` / ``cuMemMap`` + ``cuMemSetAccess`` / ``cuMemUnmap``,
-  the published memory-switching path, reference 7.1) through ``cuda-python``
+  the published memory-switching path, docs/reference.md §7.1) through ``cuda-python``
   (``cuda.bindings.driver``), skipped with a note when it is not installed;
 * prefill and decode-step time of a random-weight Llama stack at real sizes
   (``transformers`` ``LlamaForCausalLM`` built from ``configs/model/<base>.yaml``,
@@ -22,7 +22,7 @@ from collections.abc import Callable
 from warmserve.calibrate.fit import fit_decode, fit_prefill
 from warmserve.config import model_checkpoint
 
-CHUNK = 2 * 2**20  # 2 MiB granularity, as the published VMM pool (reference 7.1)
+CHUNK = 2 * 2**20  # 2 MiB granularity, as the published VMM pool (docs/reference.md §7.1)
 
 
 def _sync(device: str) -> None:

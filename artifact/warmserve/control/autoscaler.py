@@ -1,4 +1,4 @@
-"""The published autoscaler (reference section 5.4), shared by WarmServe and its ablations.
+"""The published autoscaler (docs/reference.md §5.4), shared by WarmServe and its ablations.
 
 Every tick, per model, with ``n`` serving instances (ready + starting),
 capacity ``C`` (32) and ``L`` the time-weighted mean in-flight count over the
@@ -24,7 +24,7 @@ from warmserve.control.seam import InstancePhase, InstanceState
 
 @dataclass(frozen=True, slots=True)
 class ScalingParams:
-    capacity: int = 32  # BATCH_SIZE (reference 5.1)
+    capacity: int = 32  # BATCH_SIZE (docs/reference.md §5.1)
     scale_out: float = 0.8  # SCALE_UPPER_BOUND
     scale_in: float = 0.5  # SCALE_LOWER_BOUND
     protect_s: float = 5.0  # PROTECT_PERIOD

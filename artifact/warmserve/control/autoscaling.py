@@ -1,7 +1,7 @@
 """Reactive autoscaling systems: the published autoscaler + router + launch rule, no prediction.
 
 ``AutoscalingPolicy`` is the base every non-static system shares (reference
-section 5.4: "identical for WarmServe and the non-MuxServe baselines"). As a
+docs/reference.md §5.4: "identical for WarmServe and the non-MuxServe baselines"). As a
 system by itself it is
 
 * ``reactive``          vanilla on-demand autoscaling: nothing prewarmed, every

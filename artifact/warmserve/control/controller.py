@@ -5,7 +5,7 @@ decision logic (the ``SystemPolicy`` decides). It keeps the front-door queue
 per model and the load statistics, asks the policy, and applies the returned
 commands to the backend. The same object runs on the twin and on the testbed.
 
-Routing follows the published front end (reference section 1.3): a request
+Routing follows the published front end (docs/reference.md §1.3): a request
 goes to the least-loaded instance under capacity; otherwise, if no instance
 of its model is starting, the policy may launch one and the request is
 assigned to it; otherwise it waits. Unlike the published front end, which

@@ -1,4 +1,4 @@
-"""Replica demand and replica scores from forecasts (reference section 5.2).
+"""Replica demand and replica scores from forecasts (docs/reference.md §5.2).
 
 For each model with forecast mean ``avg`` and peak ``peak`` in-flight
 requests, ``n`` serving instances and instance capacity ``C`` (32):
@@ -14,7 +14,7 @@ requests, ``n`` serving instances and instance capacity ``C`` (32):
 A score is the cold-start time a replica is expected to save, discounted by
 rank: the first replica of a model is likelier to be used than its fifth.
 
-Fixes against the published code (reference section 10, item 3):
+Fixes against the published code (docs/reference.md §10.3):
 
 * the burst factor divided by the predicted average and crashed the planner
   thread when it was 0; here ``avg <= 0`` gives a neutral factor of 1 (with

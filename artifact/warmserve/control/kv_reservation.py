@@ -1,4 +1,4 @@
-"""KV-cache reservation: lending idle KV blocks of running instances to prewarming (reference 5.5).
+"""KV-cache reservation: lending idle KV blocks of running instances to prewarming (docs/reference.md §5.5).
 
 Published rule: an instance with ``total`` KV blocks and ``inflight``
 requests keeps at most ``target_free = int(total * inflight / C)`` free
@@ -6,7 +6,7 @@ blocks; every free block beyond that is lent to the prewarmer, so the lent
 count is ``total - used - target_free`` (never negative). A busy instance
 keeps more headroom; an idle one lends all its free blocks.
 
-Published bug (reference section 10, item 4): lent blocks were never given
+Published bug (docs/reference.md §10.4): lent blocks were never given
 back, so an instance's KV capacity only shrank until it stopped, even when
 its load rose again. With ``return_stale=True`` (default) the lent count
 follows the rule both ways: when it must drop, the blocks come back, and

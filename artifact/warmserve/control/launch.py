@@ -1,4 +1,4 @@
-"""Which GPUs a new instance of a model gets (reference section 1.3 step 4a).
+"""Which GPUs a new instance of a model gets (docs/reference.md §1.3 step 4a).
 
 In order of preference:
 

@@ -2,8 +2,8 @@
 
 The published manager keeps, per model, the number of requests in flight, its
 time integral since the current forecast window began and the window's peak
-(reference section 4), plus time-stamped samples for the autoscaler's 5 s
-sliding average (section 5.4). ``LoadTracker`` keeps the same quantities
+(docs/reference.md §4), plus time-stamped samples for the autoscaler's 5 s
+sliding average (docs/reference.md §5.4). ``LoadTracker`` keeps the same quantities
 exactly (piecewise-constant integration, no sampling), so forecasters and the
 autoscaler read the same numbers on both backends.
 """

@@ -1,6 +1,6 @@
 """Where to put prewarmed replicas: evict-aware placement and the round-robin ablation.
 
-Evict-aware placement (reference section 5.3). Wanted replicas are placed
+Evict-aware placement (docs/reference.md §5.3). Wanted replicas are placed
 greedily, highest score first. A candidate GPU group ``S`` for a replica
 ``R`` (TP degree ``t``, ``s`` bytes per GPU) is ``t`` GPUs of one node, each
 with at least ``s`` free bytes and none holding ``R``'s model (as a replica
@@ -34,7 +34,7 @@ models, each turn placing one replica of the model on the first node with
 no alignment rule and no scores. The published loop counted each model's
 *total* demand rather than what is still missing beyond existing replicas,
 and stopped at the first model with nothing (left) to place or the first
-replica that did not fit (reference section 10, item 7). We count remaining
+replica that did not fit (docs/reference.md §10.7). We count remaining
 demand and drop a model from the cycle when it is satisfied or does not fit;
 ``published=True`` reproduces the original loop.
 """

@@ -43,7 +43,7 @@ class PolicyInputs:
     ``week_load``  per-model load over the whole history week, one row per (model, window):
                    columns ``model, window, mean, peak`` plus whatever the workload layer
                    documents in ``warmserve.workload.schema``; None if unavailable;
-    ``workload``   the replayed requests (DESIGN workload columns); only the ``oracle``
+    ``workload``   the replayed requests (workload columns, docs/design.md §4); only the ``oracle``
                    forecaster may look at it;
     ``hardware``   the resolved hardware profile (``configs/hardware``);
     ``window_s``   forecast window length (default 300 s, as published).
@@ -90,7 +90,7 @@ class SystemPolicy:
     def pick_instance(self, request: Request, ctx: PolicyContext) -> int | None:
         """Least-loaded serving instance with fewer than ``instance_capacity`` in flight.
 
-        This is the published router (reference section 1.3 step 3); ties go to
+        This is the published router (docs/reference.md §1.3 step 3); ties go to
         the lowest instance id so runs are deterministic.
 
         Fast path: when the state keeps an idle index (``InstanceTable.first_idle``,

@@ -1,6 +1,6 @@
 """A measurement policy for the cold-start experiment: one start of a given kind per model.
 
-The paper's cold-start micro-benchmark (reference 8.3, ``EXPR_1_1``) sends one
+The paper's cold-start micro-benchmark (docs/reference.md §8.3, ``EXPR_1_1``) sends one
 short request to each of 7B/13B/70B and reports its TTFT. ``ProbePolicy``
 stages the cluster so that the request meets exactly one start kind:
 

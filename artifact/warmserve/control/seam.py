@@ -103,7 +103,7 @@ class RequestStatus(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """One request of a workload (DESIGN "Workload" row)."""
+    """One request of a workload (docs/design.md §4, workload row)."""
 
     request_id: int
     arrival_s: float

@@ -6,7 +6,7 @@ it starts a fixed number of instances per model, then only routes
 router). Counts come from ``instances`` (explicit, per model) or, when a
 model is not listed, from the priors' peak: ``ceil(max prior_peak /
 requests_per_instance)``, at least one (the published replica rule, reference
-section 5.2, with the published 32 requests per instance).
+docs/reference.md §5.2, with the published 32 requests per instance).
 
 Placement is first-fit: models with larger TP first (so TP groups stay
 within nodes), each instance on the lowest-numbered free GPUs of the first

@@ -1,4 +1,4 @@
-"""WarmServe: forecast-driven prewarming on universal workers (reference sections 4-5).
+"""WarmServe: forecast-driven prewarming on universal workers (docs/reference.md §4-§5).
 
 Per tick (0.5 s), in order:
 

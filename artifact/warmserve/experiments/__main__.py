@@ -36,7 +36,9 @@ def _quick_overrides(preset: str) -> list[str]:
 
 def run_preset(preset: str, *, quick: bool, force: bool, jobs: int, extra: list[str]) -> int:
     """Run one multirun preset; stream a one-line progress report per finished run."""
-    cmd = [sys.executable, "-m", "warmserve.run", f"+experiment={preset}", f"hydra.launcher.n_jobs={jobs}"]
+    cmd = [sys.executable, "-m", "warmserve.run", f"+experiment={preset}"]
+    if not any(o.startswith("hydra/launcher=") for o in extra):  # n_jobs is the joblib launcher's key
+        cmd.append(f"hydra.launcher.n_jobs={jobs}")
     if force:
         cmd.append("force=true")
     if quick:

@@ -6,7 +6,7 @@ replayed hour) and then walked through the replayed hour one window at a time
 exactly as a system does: predict the next window's mean and peak in-flight
 requests, then observe the true window. The truth is the replayed workload's
 per-window concurrency under the published service-time proxy (prefill +
-output x decode; reference section 2.4), the same quantity the priors
+output x decode; docs/reference.md §2.4), the same quantity the priors
 measure. Output: ``results/forecast/errors.parquet`` (one row per model,
 window, forecaster) and ``fit_cost.parquet`` (seconds to fit). The notebook
 10_forecast turns it into the error table next to the paper's 7.3 %.

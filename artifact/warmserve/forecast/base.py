@@ -3,7 +3,7 @@
 A forecaster predicts, for each model, the *next* window's mean and peak
 in-flight concurrency (requests queued or running at the front door, the
 quantity ``warmserve.control.load.LoadTracker`` measures). Its life cycle
-follows the published predictor (reference section 4):
+follows the published predictor (docs/reference.md §4):
 
 1. ``fit(inputs)``   once, before the replay, on the history it is allowed to
                      see (priors / the week's load before the replayed day /

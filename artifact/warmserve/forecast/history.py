@@ -1,14 +1,14 @@
 """Reading what forecasters may learn from (the workload layer's contracts).
 
 * priors (``history.parquet``): ``model, window, prior_mean, prior_peak`` for
-  the windows of the replayed hour (reference section 2.4);
+  the windows of the replayed hour (docs/reference.md §2.4);
 * week load (``week_load.parquet``): ``model, window, day, window_of_day,
   mean, peak, replayed`` over the whole source week. A forecaster may fit on
   a model's windows *before* its first ``replayed`` window only
   (``warmserve.workload.schema``): later rows are an oracle of the replay.
 * the replayed workload (oracle only): per-window in-flight statistics from
   the published service-time proxy ``prefill_ms + output_tokens x decode_ms``
-  (reference section 2.4; constants from ``configs/model``).
+  (docs/reference.md §2.4; constants from ``configs/model``).
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def workload_concurrency(
     workload: pd.DataFrame, specs: dict[str, ModelSpec], window_s: float
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per model, true per-window (mean, peak) of the replayed workload under the
-    published service-time proxy (reference section 2.4)."""
+    published service-time proxy (docs/reference.md §2.4)."""
     for col in ("arrival_s", "model", "output_tokens"):
         if col not in workload.columns:
             raise InputError(f"forecaster 'oracle': workload lacks column '{col}'")

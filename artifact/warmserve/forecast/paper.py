@@ -1,6 +1,6 @@
 """The published predictor: seasonal prior + exponentially weighted error correction.
 
-Reference section 4: the prior of window ``w`` is the mean over the earlier
+docs/reference.md §4: the prior of window ``w`` is the mean over the earlier
 days of the week of the same 5-minute slot (``history.parquet``); after
 window ``w`` ends, the forecast of ``w+1`` is ``prior[w+1] + e`` where ``e``
 is the weighted mean of the last ``K = min(history_windows, w+1)`` errors

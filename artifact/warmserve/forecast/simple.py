@@ -5,7 +5,7 @@ it uses the window-0 prior when priors exist, else zero.
 
 ``oracle`` reads the replayed workload itself and predicts each window's
 true mean and peak in-flight count under the published service-time proxy
-(``prefill_ms + output_tokens x decode_ms``, reference section 2.4). It is an
+(``prefill_ms + output_tokens x decode_ms``, docs/reference.md §2.4). It is an
 oracle of the *offered load*, not of queueing inside a particular system, so
 it is the forecaster every other one is scored against, and the ``oracle``
 system is "WarmServe with perfect foresight of demand".

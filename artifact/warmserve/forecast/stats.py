@@ -14,7 +14,7 @@ which keeps a 24 h replay cheap.
 * ``SarimaxForecaster``: ARMA(p, 0, q) with a constant and ``harmonics`` daily
   Fourier terms as regressors (``statsmodels`` SARIMAX). A seasonal SARIMAX
   with a 288-step season did not finish in 150 s and once passed 16 GB here
-  (ENVIRONMENT.md), so the daily season enters through Fourier terms.
+  (docs/environment.md §3), so the daily season enters through Fourier terms.
 
 A series that is constant over the history (e.g. a model never used) is
 forecast as that constant without fitting. A fit that raises or returns

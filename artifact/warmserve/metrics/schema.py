@@ -1,4 +1,4 @@
-"""Column contracts of a run's output files (DESIGN "Data formats").
+"""Column contracts of a run's output files (docs/design.md §4).
 
 Both backends produce DataFrames with exactly these columns; ``conform``
 checks and orders them so a run's files are identical in layout whichever
@@ -27,7 +27,7 @@ import pandas as pd
 
 from warmserve.workload.schema import REQUEST_COLUMNS as WORKLOAD_COLUMNS
 
-# DESIGN "Request log": the workload's columns, then what the run measured.
+# docs/design.md §4, request log: the workload's columns, then what the run measured.
 REQUEST_COLUMNS: dict[str, str] = {
     **WORKLOAD_COLUMNS,
     "system": "str",

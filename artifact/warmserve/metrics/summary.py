@@ -6,7 +6,7 @@ Definitions (backend-neutral, from the request log and the timeline):
   ``p50/p90/p95/p99`` (numpy linear percentiles, like the published analyzer).
   Requests without a result are *not* given a TTFT: they are counted as
   ``timeout``/``failed``. The published analyzer instead counted a missing
-  result as TTFT = TPOT = 999 s (reference 8.2); ``ttft_mean_published`` and
+  result as TTFT = TPOT = 999 s (docs/reference.md §8.2); ``ttft_mean_published`` and
   ``ttft_p99_published`` reproduce that convention for comparison.
 * ``tpot_mean``: mean over finished requests with more than one output token;
   ``tpot_token_weighted``: total decode time / total decode tokens.

@@ -1,4 +1,4 @@
-"""Writing a run directory: the DESIGN files, deterministically (same inputs -> same bytes).
+"""Writing a run directory: the files of docs/design.md §4, deterministically (same inputs -> same bytes).
 
 ``requests.parquet``, ``timeline.parquet``, ``utilization.parquet`` (pyarrow,
 zstd, no index), ``run.json`` and ``summary.json`` (sorted keys, NaN as null)

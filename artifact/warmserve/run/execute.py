@@ -17,7 +17,7 @@ file is written; outputs appear atomically in ``cfg.out``):
    ``run.json``, ``summary.json``, ``trace.json``.
 
 Drain: after the last arrival the run continues ``drain_s`` (default 1800 s,
-the published client's per-request timeout, reference 2.7) so in-flight
+the published client's per-request timeout, docs/reference.md §2.7) so in-flight
 requests can finish; whatever is still unserved then is a ``timeout`` row.
 """
 
@@ -50,7 +50,7 @@ from warmserve.metrics.writers import write_run
 from warmserve.run.progress import Progress
 from warmserve.workload.api import build_workload, recipe_defaults, replay_slice
 
-# Published replay length (1200 s) and output cap (1023), from configs/workload/_defaults.yaml (reference 2.7).
+# Published replay length (1200 s) and output cap (1023), from configs/workload/_defaults.yaml (docs/reference.md §2.7).
 _RECIPE = recipe_defaults()
 
 

@@ -25,7 +25,7 @@ list(models))`` and calls, in order::
 
 ``replay`` contract:
 
-* ``workload``: DataFrame with the DESIGN workload columns (``request_id,
+* ``workload``: DataFrame with the workload columns of docs/design.md §4 (``request_id,
   arrival_s, model, input_tokens, output_tokens``), sorted by ``arrival_s``,
   already sliced to what is replayed; every model is in ``models`` (the runner
   checked).

@@ -196,7 +196,7 @@ class SimBackend(Backend):
         self._tl("prewarm_start", model, gpus=gs, nbytes=spec.bytes_per_gpu)
         if self._setup and self.setup_ready:
             # Deployed before the replay, like setup instances: the published manager prewarms
-            # from start-up and the replay begins ~60 s after it answers (reference section 9).
+            # from start-up and the replay begins ~60 s after it answers (docs/reference.md §9).
             self._prewarm_done(rep)
             return
         lc = self.hw.lifecycle

@@ -26,38 +26,40 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from warmserve.config import load_yaml, shared_dir
+from warmserve.config import bundled, load_yaml
 
 VIDUR_MODEL = {"llama2-7b": ("Llama-2-7b-hf", 1.0), "llama2-13b": ("Llama-2-7b-hf", (5120 / 4096) ** 2),
                "llama2-70b": ("Llama-2-70b-hf", 1.0)}
 
 
-def _layer_table(root: Path, gpu: str, vidur_name: str) -> pd.DataFrame:
-    df = pd.read_csv(root / "compute" / gpu / "meta-llama" / vidur_name / "mlp.csv")
+VIDUR = Path("profiles") / "vidur"  # under data/ (data/SOURCES.md), gzip of Vidur's CSVs
+
+
+def _layer_table(gpu: str, vidur_name: str) -> pd.DataFrame:
+    df = pd.read_csv(bundled(VIDUR / "compute" / gpu / "meta-llama" / vidur_name / "mlp.csv.gz"))
     ops = [c for c in df.columns if c.startswith("time_stats.") and c.endswith(".median") and ".emb." not in c]
     df = df.assign(layer_ms=df[ops].sum(axis=1))
     return df[["num_tokens", "num_tensor_parallel_workers", "layer_ms"]]
 
 
-def _allreduce_ms(root: Path, network: str, tp: int, nbytes: np.ndarray) -> np.ndarray:
+def _allreduce_ms(network: str, tp: int, nbytes: np.ndarray) -> np.ndarray:
     if tp == 1:
         return np.zeros_like(nbytes, dtype=float)
-    ar = pd.read_csv(root / "network" / network / "all_reduce.csv")
+    ar = pd.read_csv(bundled(VIDUR / "network" / network / "all_reduce.csv.gz"))
     ar = ar[(ar.num_workers == tp) & (ar.devices_per_node == tp)].sort_values("size")
     return np.interp(nbytes, ar["size"].to_numpy(), ar["time_stats.all_reduce.median"].to_numpy())
 
 
 def fit(gpu: str, network: str, hbm_GBps: float, attn_eff: float, overhead_ms: float) -> dict:
-    root = shared_dir() / "data" / "profiles" / "vidur"
     out: dict = {}
     for base, (vname, scale) in VIDUR_MODEL.items():
         mc = load_yaml("model", base)
-        table = _layer_table(root, gpu, vname)
+        table = _layer_table(gpu, vname)
         out[base] = {}
         for tp in (1, 2, 4, 8):
             t = table[table.num_tensor_parallel_workers == tp].sort_values("num_tokens")
             tok = t.num_tokens.to_numpy(float)
-            it = mc.layers * (t.layer_ms.to_numpy() * scale + 2 * _allreduce_ms(root, network, tp, tok * mc.hidden * 2))
+            it = mc.layers * (t.layer_ms.to_numpy() * scale + 2 * _allreduce_ms(network, tp, tok * mc.hidden * 2))
             dec = tok <= 256
             pre = (tok >= 128) & (tok <= 4096)
             b_d, a_d = np.polyfit(tok[dec], it[dec], 1)

@@ -1,6 +1,6 @@
 """The event engine: a plain ``heapq`` of timestamped callbacks on a virtual clock.
 
-Why not SimPy: a hand-written heap loop was ~9x faster here (ENVIRONMENT.md),
+Why not SimPy: a hand-written heap loop was ~9x faster here (docs/environment.md §3),
 and the twin's speed target is ~10^7 requests in minutes. Entries are tuples
 ``(t, seq, fn, arg)``; ``seq`` comes from one counter so events at the same
 time run in the order they were scheduled (deterministic, never compares

@@ -1,4 +1,4 @@
-"""Turning the twin's flat records into the DESIGN output tables (vectorised, after the run)."""
+"""Turning the twin's flat records into the output tables of docs/design.md §4 (vectorised, after the run)."""
 
 from __future__ import annotations
 

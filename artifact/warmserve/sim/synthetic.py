@@ -1,4 +1,4 @@
-"""A seeded *synthetic* workload in the DESIGN schema, for the twin's tests and benchmark.
+"""A seeded *synthetic* workload in the workload schema of docs/design.md §4, for the twin's tests and benchmark.
 
 Not a trace: Poisson arrivals at ``rate_rps``, models drawn by the published
 power law ``(i+1)^-alpha`` over config order, token lengths uniform in the

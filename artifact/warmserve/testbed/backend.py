@@ -114,7 +114,7 @@ class TestbedBackend(EngineLauncher, Backend):
                 for g in range(nodes * gpus_per_node)]
         self.state = ClusterState(nodes=nodes, gpus_per_node=gpus_per_node, gpus=gpus, models=dict(models))
         self.sink: EventSink | None = None
-        self.timeline_rows: list[dict] = []  # DESIGN timeline events (+ mechanism)
+        self.timeline_rows: list[dict] = []  # timeline events of docs/design.md §4 (+ mechanism)
         self.counters: dict[str, int] = {"kv_lend_unsupported": 0, "prewarm_refused": 0, "ports_skipped": 0}
         self.ports = PortAllocator(settings.port_first, settings.port_count, factory.host)
         self._ids = itertools.count()

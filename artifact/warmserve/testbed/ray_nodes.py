@@ -6,8 +6,8 @@ with the same ``EngineProcess`` code the single-machine testbed uses.
 ``RemoteEngine`` is the controller-side proxy with ``EngineProcess``'s
 interface, so ``TestbedBackend`` drives a remote engine exactly like a local
 one (``engine_host=RayEngineHost(...)``). This mirrors the published system,
-where one detached manager actor owns per-GPU worker actors (reference 1.1),
-but keeps engines per node rather than all on the head node (reference 10.10).
+where one detached manager actor owns per-GPU worker actors (docs/reference.md §1.1),
+but keeps engines per node rather than all on the head node (docs/reference.md §10.10).
 
 Networking: ``RayEngineHost.connect`` starts a *local* Ray instance bound to
 127.0.0.1 with no dashboard unless ``address`` names an existing cluster

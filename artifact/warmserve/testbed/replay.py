@@ -133,7 +133,7 @@ async def replay_open_loop(url: str, workload: pd.DataFrame, t0_mono: float, voc
 
 def request_log(workload: pd.DataFrame, client: dict[int, ClientRecord], door: dict[int, DoorRecord],
                 t0_mono: float) -> pd.DataFrame:
-    """Merge client and front-door records into DESIGN request-log rows (one per workload row).
+    """Merge client and front-door records into request-log rows (docs/design.md §4) (one per workload row).
 
     The TTFT split: ``queue_s`` = send to routing decision (front-door wait, HTTP
     hop included); ``init_s`` = decision to the instance being ready (the whole

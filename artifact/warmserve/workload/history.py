@@ -1,4 +1,4 @@
-"""Load history for forecasters: per-window mean and peak of in-flight requests (reference 2.4).
+"""Load history for forecasters: per-window mean and peak of in-flight requests (docs/reference.md §2.4).
 
 A source request arriving at ``t`` is in flight until
 ``t + (prefill_ms + output_tokens*decode_ms)/1000`` (per-model constants

@@ -1,6 +1,6 @@
 """Loading an Azure LLM inference trace 2024 week CSV (``TIMESTAMP, ContextTokens, GeneratedTokens``).
 
-What the published generator does (reference 2.2) and what we do instead:
+What the published generator does (docs/reference.md §2.2) and what we do instead:
 
 * Timestamps. The 2024 files mix ``2024-05-12 00:00:00.001163+00:00`` and,
   when the fraction is zero, ``2024-05-12 00:00:01+00:00``. The published

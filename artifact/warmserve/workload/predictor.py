@@ -1,4 +1,4 @@
-"""The published load predictor, as a small reusable function (reference section 4).
+"""The published load predictor, as a small reusable function (docs/reference.md §4).
 
 Per model and per window: a seasonal *prior* (the same window on earlier days,
 averaged) corrected by an exponentially weighted mean of the last ``<= 10``
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-# Reference section 4 (ctrl/scheduler.py): error-correction history and weight base.
+# docs/reference.md §4 (ctrl/scheduler.py): error-correction history and weight base.
 HISTORY = 10
 WEIGHT_BASE = 0.5
 

@@ -1,4 +1,4 @@
-"""The published per-model sampling recipe (reference 2.3, 2.5, 2.7), vectorised.
+"""The published per-model sampling recipe (docs/reference.md §2.3, §2.5, §2.7), vectorised.
 
 For ``M`` models in config order, model ``i``:
 
@@ -27,7 +27,7 @@ order here; the published code sorts the parsed CSV with pandas' default
 (unstable) sort, so for rows with *identical* timestamps the published pool
 order is unspecified (a handful of rows per hour at microsecond resolution).
 
-``reshape_cv`` is the optional burstiness reshaping (reference 2.5) and
+``reshape_cv`` is the optional burstiness reshaping (docs/reference.md §2.5) and
 ``replay_slice`` what a run replays (2.7).
 """
 
@@ -60,7 +60,7 @@ def counts(m: int, alpha: float, rps: float) -> list[int]:
 
 
 def replay_days(m: int) -> list[int]:
-    """Day of the week each model replays: ``7 - M + i`` (reference 2.3)."""
+    """Day of the week each model replays: ``7 - M + i`` (docs/reference.md §2.3)."""
     start = max(0, DAYS_PER_WEEK - m)
     if start == 0:
         raise InputError(f"models: the recipe supports at most {DAYS_PER_WEEK - 1} models (day 7-M+i), got M={m}")
@@ -138,7 +138,7 @@ def assemble(
 
 
 def reshape_cv(requests: pd.DataFrame, cv: float, seed: int) -> pd.DataFrame:
-    """Gamma inter-arrival reshaping of the merged sequence to a target CV (reference 2.5).
+    """Gamma inter-arrival reshaping of the merged sequence to a target CV (docs/reference.md §2.5).
 
     First and last arrival are kept; ``cv == 0`` spaces requests equally;
     otherwise ``n-1`` gaps ~ Gamma(shape=1/cv^2, scale=mean_gap*cv^2) from
@@ -169,7 +169,7 @@ def reshape_cv(requests: pd.DataFrame, cv: float, seed: int) -> pd.DataFrame:
 def replay_slice(requests: pd.DataFrame, replay_s: float, output_cap: int) -> pd.DataFrame:
     """What a run replays: requests with ``arrival_s < replay_s``, output tokens capped at ``output_cap``.
 
-    The published replayer (reference 2.7) keeps arrival < 1200 s too, but its
+    The published replayer (docs/reference.md §2.7) keeps arrival < 1200 s too, but its
     loop drops the *last* request when no request reaches 1200 s (an
     off-by-one that only bites short workloads); here nothing below
     ``replay_s`` is dropped. The published replayer also sends each request
@@ -185,6 +185,6 @@ def replay_slice(requests: pd.DataFrame, replay_s: float, output_cap: int) -> pd
     out = requests.loc[requests["arrival_s"].to_numpy() < replay_s].copy()
     out["output_tokens"] = np.minimum(out["output_tokens"].to_numpy(), output_cap).astype(np.int64)
     # The published client sends max(input - 8, 1) filler tokens plus the chat template, so even a
-    # trace row with ContextTokens = 0 reaches the engine as a >= 1-token prompt (reference 2.7).
+    # trace row with ContextTokens = 0 reaches the engine as a >= 1-token prompt (docs/reference.md §2.7).
     out["input_tokens"] = np.maximum(out["input_tokens"].to_numpy(), 1).astype(np.int64)
     return out.reset_index(drop=True)

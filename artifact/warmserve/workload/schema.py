@@ -1,7 +1,7 @@
 """Column contracts of everything the workload layer hands to other layers.
 
 Other parts of the artifact (the twin, the testbed, the forecasters) code
-against these names; change them only together with DESIGN.md.
+against these names; change them only together with docs/design.md §4.
 
 Workload (``workload.parquet``), one row per request, sorted by ``arrival_s``
 (stable: ties keep model order, then sample order), ``request_id`` = row
@@ -17,7 +17,7 @@ hour, ``window`` = 0..11 for a 3600 s hour of 300 s windows::
 
 ``prior_mean[j]`` / ``prior_peak[j]`` are the time-weighted mean / the peak of
 in-flight requests in window ``j`` of the replayed hour averaged over the
-*earlier* days of the source week, scaled to the sampled rate (reference 2.4).
+*earlier* days of the source week, scaled to the sampled rate (docs/reference.md §2.4).
 
 Week load (``week_load.parquet``), one row per (model, window) of the whole
 source week (2016 windows of 300 s for a 7-day week), i.e. the same
@@ -75,7 +75,7 @@ TRACE_COLUMNS: dict[str, str] = {
     "input_tokens": "int64",  # raw ContextTokens (not capped)
     "output_tokens": "int64",  # raw GeneratedTokens (not floored)
 }
-# The Azure LLM inference trace 2024 CSV header (reference 2.1).
+# The Azure LLM inference trace 2024 CSV header (docs/reference.md §2.1).
 AZURE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
 
 

@@ -13,8 +13,8 @@
 ``requests``  a user's file that already says which model each request is for
               (``file`` with a ``model`` column): used as is, no sampling.
 
-Relative paths resolve against the working directory, then the checkout root, then
-``../shared/data`` (``warmserve.config.shared_dir``).
+Relative paths resolve against the working directory, then the checkout root, then the
+bundled ``data/`` (``warmserve.config.bundled``; provenance in ``data/SOURCES.md``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 from scipy import special
 
-from warmserve.config import REPO_ROOT, load_yaml, shared_dir
+from warmserve.config import REPO_ROOT, bundled, data_dir, load_yaml
 from warmserve.errors import InputError
 from warmserve.workload import synthetic
 from warmserve.workload.cache import WeekStore, cache_root, file_identity, key_of
@@ -61,10 +61,10 @@ def resolve_path(p: str | None, what: str) -> Path:
         raise InputError(f"{what}: a path is required (e.g. {what}=<file>)")
     path = Path(str(p)).expanduser()
     if not path.exists() and not path.is_absolute():
-        for root in (REPO_ROOT, shared_dir() / "data"):  # checkout-relative, then bundled data
-            if (root / path).exists():
-                path = root / path
-                break
+        if (REPO_ROOT / path).exists():  # checkout-relative
+            path = REPO_ROOT / path
+        elif (data_dir() / path).exists():  # then the bundled data
+            path = bundled(path)
     if not path.exists():
         raise InputError(f"{what}: file not found: {path}")
     return path.resolve()
@@ -109,26 +109,52 @@ def _synthetic(cfg, use_cache: bool) -> Source:
 GENERATOR_VERSION = 1  # bump when synthesize() changes its output for the same parameters
 
 
-def _servegen(cfg, use_cache: bool) -> Source:
-    folder = resolve_path(_get(cfg, "path"), "source.path")
-    files = sorted(folder.glob("chunk-*-trace.csv"), key=lambda p: int(p.stem.split("-")[1]))
-    clients = _get(cfg, "clients")
-    if clients is not None:
-        wanted = {int(c) for c in clients}
-        files = [f for f in files if int(f.stem.split("-")[1]) in wanted]
-    if not files:
-        raise InputError(f"source.path: no ServeGen chunk-*-trace.csv files (matching source.clients) in {folder}")
-    params = {k: (list(v) if hasattr(v, "__iter__") and not isinstance(v, str) else v) for k, v in cfg.items() if k not in ("name", "cache")}
-    key = key_of({"src": "servegen", "params": params, "files": [file_identity(f) for f in files], "gen": GENERATOR_VERSION})
-    store = WeekStore(key, lambda: servegen_week(files, cfg), use_cache)
-    label = f"week generated from ServeGen rates ({folder.name}, {len(files)} clients, scale {float(cfg.scale):g}; token lengths from the Azure 2024 {cfg.token_trace} CDF)"
-    return Source("servegen", "week", label, True, week=store)
-
-
 SERVEGEN_COLUMNS = ["window_start_s", "rate", "iat_cv", "dist", "shape", "scale"]
 
 
-def servegen_week(files: list[Path], cfg) -> Trace:
+def servegen_clients(path: Path, clients) -> dict[int, pd.DataFrame]:
+    """Per-client window tables from ``path``: a folder in ServeGen's own layout
+    (``chunk-<client>-trace.csv``, no header) or the bundled parquet (the same rows with a
+    ``client`` column, ``data/SOURCES.md``). ``clients`` (ids) selects some, ``None`` all."""
+    wanted = None if clients is None else {int(c) for c in clients}
+    out: dict[int, pd.DataFrame] = {}
+    if path.is_dir():
+        for f in sorted(path.glob("chunk-*-trace.csv"), key=lambda p: int(p.stem.split("-")[1])):
+            cid = int(f.stem.split("-")[1])
+            if wanted is None or cid in wanted:
+                df = pd.read_csv(f, header=None, names=SERVEGEN_COLUMNS)
+                if df.shape[1] != 6 or df["window_start_s"].isna().any():
+                    raise InputError(f"{f}: expected 6 columns {SERVEGEN_COLUMNS}")
+                out[cid] = df
+    else:
+        try:
+            table = pd.read_parquet(path)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{path}: cannot read ServeGen parquet ({str(exc).splitlines()[0]})") from None
+        missing = [c for c in ["client", *SERVEGEN_COLUMNS] if c not in table.columns]
+        if missing:
+            raise InputError(f"{path}: missing column(s) {missing}")
+        for cid, df in table.groupby("client", sort=True):
+            if wanted is None or int(cid) in wanted:
+                out[int(cid)] = df[SERVEGEN_COLUMNS].reset_index(drop=True)
+    if not out:
+        raise InputError(f"source.path: no ServeGen clients (matching source.clients) in {path}")
+    return out
+
+
+def _servegen(cfg, use_cache: bool) -> Source:
+    path = resolve_path(_get(cfg, "path"), "source.path")
+    clients = _get(cfg, "clients")
+    ids = sorted(servegen_clients(path, clients))
+    files = [path] if path.is_file() else [path / f"chunk-{c}-trace.csv" for c in ids]
+    params = {k: (list(v) if hasattr(v, "__iter__") and not isinstance(v, str) else v) for k, v in cfg.items() if k not in ("name", "cache")}
+    key = key_of({"src": "servegen", "params": params, "files": [file_identity(f) for f in files], "gen": GENERATOR_VERSION})
+    store = WeekStore(key, lambda: servegen_week(servegen_clients(path, clients), cfg), use_cache)
+    label = f"week generated from ServeGen rates ({path.name}, {len(ids)} clients, scale {float(cfg.scale):g}; token lengths from the Azure 2024 {cfg.token_trace} CDF)"
+    return Source("servegen", "week", label, True, week=store)
+
+
+def servegen_week(clients: dict[int, pd.DataFrame], cfg) -> Trace:
     """Arrivals for 7 days of ServeGen per-client windows; day 0 (no calendar upstream) is taken as Monday.
 
     Per client and window, inter-arrival times are drawn from the window's Gamma or
@@ -141,10 +167,7 @@ def servegen_week(files: list[Path], cfg) -> Trace:
         raise InputError(f"source.scale must be > 0, got {scale}")
     first_s = float(_get(cfg, "start_day", 0)) * DAY_S
     parts = []
-    for f in files:
-        df = pd.read_csv(f, header=None, names=SERVEGEN_COLUMNS)
-        if df.shape[1] != 6 or df["window_start_s"].isna().any():
-            raise InputError(f"{f}: expected 6 columns {SERVEGEN_COLUMNS}")
+    for cid, df in clients.items():
         width = float(df["window_start_s"].diff().dropna().iloc[0]) if len(df) > 1 else 600.0
         df = df[(df["window_start_s"] >= first_s) & (df["window_start_s"] < first_s + 7 * DAY_S)]
         for row in df.itertuples(index=False):
@@ -158,7 +181,7 @@ def servegen_week(files: list[Path], cfg) -> Trace:
             elif row.dist == "Weibull":
                 iat, dist_mean = row.scale * rng.weibull(row.shape, size=k), row.scale * special.gamma(1 + 1 / row.shape)
             else:
-                raise InputError(f"{f}: unknown inter-arrival distribution '{row.dist}'")
+                raise InputError(f"source.path: client {cid}: unknown inter-arrival distribution '{row.dist}'")
             iat *= (1.0 / rate) / dist_mean
             t = np.cumsum(iat) - rng.uniform(0, 1) * iat[0]
             parts.append(row.window_start_s - first_s + t[t < width])
@@ -172,7 +195,7 @@ def servegen_week(files: list[Path], cfg) -> Trace:
         x, y = synthetic.token_cdf(cdf_path, fld, str(cfg.token_trace))
         tokens.append(np.rint(np.interp(rng.uniform(0, 100, size=n), x, y)).astype(np.int64))
     frame = pd.DataFrame({"t_s": t, "input_tokens": tokens[0], "output_tokens": tokens[1]})
-    info = {"rows_read": n, "rows_kept": n, "rows_unparseable_timestamp": 0, "clients": len(files), "synthetic_arrivals": True}
+    info = {"rows_read": n, "rows_kept": n, "rows_unparseable_timestamp": 0, "clients": len(clients), "synthetic_arrivals": True}
     return Trace(frame=frame, info=info)
 
 
@@ -195,8 +218,8 @@ def _azure2023(cfg, use_cache: bool) -> Source:
 
 def _read_table(path: Path) -> pd.DataFrame:
     try:
-        if path.suffix in (".jsonl", ".json"):
-            return pd.read_json(path, lines=True)
+        if path.name.endswith((".jsonl", ".json", ".jsonl.gz", ".json.gz")):
+            return pd.read_json(path, lines=True)  # compression inferred from the name
         return pd.read_csv(path)
     except (ValueError, json.JSONDecodeError) as exc:
         raise InputError(f"{path}: cannot read ({str(exc).splitlines()[0]})") from None
@@ -259,7 +282,7 @@ def read_request_file(path: Path, rebase: bool = True) -> tuple[pd.DataFrame, di
 
 
 def _mooncake(cfg, use_cache: bool) -> Source:
-    path = resolve_path(_get(cfg, "path") or "traces/mooncake/conversation_trace.jsonl", "source.path")
+    path = resolve_path(_get(cfg, "path") or "traces/mooncake/conversation_trace.jsonl.gz", "source.path")
     df, info = read_request_file(path)
     hour = _hour_frame(df["t_s"].to_numpy(), df["input_tokens"].to_numpy(), df["output_tokens"].to_numpy())
     info["rows_after_first_hour"] = int(len(hour))

@@ -1,7 +1,7 @@
 """A seeded synthetic Azure-2024-like week, written in the exact 2024 CSV schema.
 
 The real 2024 week files are not bundled, so the default source is this
-generator. It is matched to what *is* bundled (``../shared/data/traces``):
+generator. It is matched to what *is* bundled (``data/traces``, see ``data/SOURCES.md``):
 
 * request volume: the digitized per-minute envelope of the 2024 week
   (``azure2024_<trace>_per_minute_envelope_digitized.csv``: per ~7.2-minute
@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from warmserve.config import shared_dir
+from warmserve.config import bundled, shown_path
 from warmserve.errors import InputError
 
 MINUTE_S = 60.0
@@ -45,7 +45,7 @@ MINUTE_S = 60.0
 def _data_path(rel: str) -> Path:
     p = Path(rel)
     if not p.is_absolute():
-        p = shared_dir() / "data" / p
+        return bundled(p)
     if not p.is_file():
         raise InputError(f"synthetic source: reference file not found: {p}")
     return p
@@ -156,9 +156,9 @@ def synthesize(cfg, n_minutes: int | None = None) -> tuple[np.ndarray, np.ndarra
         "scale": scale,
         "rows": int(n),
         "start_utc": str(start),
-        "envelope": str(env_path),
-        "token_cdf": str(cdf_path),
-        "iat_reference": str(_data_path(_per_key(cfg.iat_reference, trace, "iat_reference"))),
+        "envelope": shown_path(env_path),
+        "token_cdf": shown_path(cdf_path),
+        "iat_reference": shown_path(_data_path(_per_key(cfg.iat_reference, trace, "iat_reference"))),
     }
     return us, tokens[0], tokens[1], info
 
