@@ -74,8 +74,14 @@ START_KIND_LABELS: dict[str, str] = {
 }
 
 
+_VARIANT = re.compile(r"^(?P<base>[a-z_]+)-ka(?P<ka>[0-9.]+)$")
+
+
 def label(system: str) -> str:
-    """Readable name of a system (its config name when unknown)."""
+    """Readable name of a system (its config name when unknown); ``serverlessllm-ka60`` (a
+    keep-alive variant, experiment ``main_keepalive``) reads "ServerlessLLM-style, keep-alive 60 s"."""
+    if (m := _VARIANT.match(system)) is not None:
+        return f"{SYSTEM_LABELS.get(m['base'], m['base'])}, keep-alive {float(m['ka']):g} s"
     return SYSTEM_LABELS.get(system, system)
 
 

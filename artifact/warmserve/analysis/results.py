@@ -33,6 +33,8 @@ CONFIG_FIELDS = {
     "window_s": "window_s",
     "rel_error": "system.policy.forecaster.rel_error",
     "seed": "seed",
+    "setting": "setting",  # configs/setting/<name> (paper4, contended); None for runs outside a setting
+    "keep_alive_s": "system.policy.keep_alive_s",
 }
 
 

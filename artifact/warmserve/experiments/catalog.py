@@ -32,13 +32,13 @@ CATALOG: dict[str, Experiment] = {
             "main",
             "up to 50.8x lower tail (P99) TTFT than an autoscaling system (ServerlessLLM)",
             "02_main.ipynb",
-            presets=("main",),
+            presets=("main", "main_contended", "main_keepalive"),
         ),
         Experiment(
             "capacity",
             "up to 2.5x more requests served under an SLO than a GPU-sharing system (MuxServe)",
             "03_capacity.ipynb",
-            presets=("capacity",),
+            script="warmserve.experiments.capacity_search:main",
         ),
         Experiment(
             "ablation",
