@@ -15,9 +15,12 @@ both the TTFT and TPOT SLO of ``configs/run.yaml`` (``summary.json``
 ``slo_attainment``). The result is ``lo`` with its bound: ``exact`` (capacity
 in ``[lo, hi)``), ``at_least`` (met at the ceiling: reported as ">= ceiling"),
 ``below`` (missed at the floor), or ``not_applicable`` (the system cannot hold
-the setting's models at all, e.g. ``static`` with more models than GPUs). The
-search assumes attainment falls with the rate; a probe that contradicts that
-(met above a miss) is kept in ``probes`` and flagged, not hidden.
+the setting's models at all, e.g. ``static`` with more models than GPUs), or
+``failed`` (a run crashed: reported, never hidden). The search assumes
+attainment falls with the rate; by construction its own probes cannot reveal a
+violation (every later probe lies between the highest hit and the lowest
+miss), so the SLO sweep figure shows each probe's attainment for a reader to
+check.
 
 Every probe is an ordinary run directory (``results/capacity/<setting>-
 <system>-s<seed>-rps<r>``), so the notebooks read the same files as for any
@@ -75,7 +78,6 @@ class Search:
     bound: Bound
     upper_rps: float | None  # lowest rate missed (exact) or None
     probes: list[tuple[float, float]] = field(default_factory=list)  # (rps, attainment) in probe order
-    nonmonotone: bool = False
     reason: str = ""
 
     def text(self) -> str:
@@ -103,10 +105,7 @@ def find_capacity(probe: Callable[[float], float], spec: SearchSpec) -> Search:
         return math.isfinite(seen[r]) and seen[r] >= spec.target
 
     def done(cap: float | None, bound: Bound, hi: float | None) -> Search:
-        hits = [r for r, a in order if math.isfinite(a) and a >= spec.target]
-        misses = [r for r, a in order if not (math.isfinite(a) and a >= spec.target)]
-        nonmono = bool(hits and misses and max(hits) > min(misses))
-        return Search(cap, bound, hi, order, nonmono)
+        return Search(cap, bound, hi, order)
 
     lo: float | None = None
     hi: float | None = None
@@ -158,7 +157,9 @@ class Task:
 
 def _search_one(task: Task, spec: SearchSpec) -> dict[str, Any]:
     """Run one search in this (worker) process; a config the system cannot hold is recorded."""
-    from warmserve.experiments.points import run_point  # imported in the worker: Hydra state per process
+    from warmserve.experiments.points import (
+        run_point,  # imported in the worker: Hydra state per process
+    )
 
     base = [f"+setting={task.setting}", f"system={task.system}", f"seed={task.seed}",
             "workload=conv", "trace=false", *task.overrides]
