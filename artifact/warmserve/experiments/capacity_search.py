@@ -147,12 +147,14 @@ class Task:
     setting: str
     system: str
     seed: int
-    overrides: tuple[str, ...]  # extra run overrides (e.g. quick mode's replay_s)
+    overrides: tuple[str, ...]  # extra run overrides (e.g. quick mode's replay_s, a variant's knobs)
     out_root: str
     force: bool
+    variant: str = ""  # a named set of extra overrides (e.g. lifecycle costs x2), part of the run names
 
     def run_dir(self, rps: float) -> Path:
-        return Path(self.out_root) / f"{self.setting}-{self.system}-s{self.seed}-rps{rps:g}"
+        tag = f"{self.variant}-" if self.variant else ""
+        return Path(self.out_root) / f"{tag}{self.setting}-{self.system}-s{self.seed}-rps{rps:g}"
 
 
 def _search_one(task: Task, spec: SearchSpec) -> dict[str, Any]:
@@ -176,22 +178,28 @@ def _search_one(task: Task, spec: SearchSpec) -> dict[str, Any]:
         res = Search(None, "not_applicable", None, reason=str(exc).splitlines()[0])
     except Exception as exc:  # a crashed run: recorded and reported loudly, the other searches go on
         res = Search(None, "failed", None, reason=f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
-    row = {"setting": task.setting, "system": task.system, "seed": task.seed, **asdict(res),
+    row = {"variant": task.variant, "setting": task.setting, "system": task.system, "seed": task.seed, **asdict(res),
            "text": res.text(), "wall_s": round(time.perf_counter() - t0, 2)}
     row["probes"] = [list(p) for p in res.probes]
     return row
 
 
-def load_spec(quick: bool) -> tuple[SearchSpec, dict[str, Any]]:
-    """The search spec and the experiment's grid from ``configs/capacity_search.yaml``."""
+def load_spec(quick: bool, block: str = "capacity") -> tuple[SearchSpec, dict[str, Any]]:
+    """The search spec and one grid (``block``: ``capacity`` or a sensitivity block such as
+    ``lifecycle``) from ``configs/capacity_search.yaml``."""
     raw = OmegaConf.load(configs_dir() / "capacity_search.yaml")
     run_cfg = OmegaConf.load(configs_dir() / "run.yaml")
-    mode = raw.quick if quick else raw.full
+    if block not in raw.blocks:
+        raise InputError(f"capacity search: unknown block '{block}'; choose one of {sorted(raw.blocks)}")
+    mode = raw.blocks[block].quick if quick else raw.blocks[block].full
     spec = SearchSpec(start_rps=float(mode.start_rps), floor_rps=float(mode.floor_rps),
                       ceiling_rps=float(mode.ceiling_rps), resolution=float(mode.resolution),
                       target=float(run_cfg.slo.attainment), rps_decimals=int(raw.rps_decimals))
+    variants = mode.get("variants") or {"": []}
     grid = {"settings": list(mode.settings), "systems": list(mode.systems), "seeds": [int(s) for s in mode.seeds],
-            "overrides": [str(o) for o in mode.get("overrides", [])]}
+            "overrides": [str(o) for o in mode.get("overrides", [])],
+            "variants": {str(k): [str(o) for o in v] for k, v in variants.items()},
+            "out": str(raw.blocks[block].out)}
     return spec, grid
 
 
@@ -200,14 +208,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="reduced search (CI): coarser, shorter replays, fewer seeds")
     p.add_argument("--force", action="store_true", help="rerun finished probes")
     p.add_argument("--jobs", type=int, default=2, help="searches run in parallel (processes)")
-    p.add_argument("--out", default=str(REPO_ROOT / "results" / "capacity"))
+    p.add_argument("--block", default="capacity", help="which grid of configs/capacity_search.yaml (capacity, lifecycle)")
+    p.add_argument("--out", default=None, help="output directory (default: the block's `out`)")
     a = p.parse_args(argv)
-    spec, grid = load_spec(a.quick)
-    tasks = [Task(st, sy, sd, tuple(grid["overrides"]), a.out, a.force)
+    spec, grid = load_spec(a.quick, a.block)
+    out_root = a.out or str(REPO_ROOT / grid["out"])
+    tasks = [Task(st, sy, sd, (*grid["overrides"], *vo), out_root, a.force, vn)
+             for vn, vo in grid["variants"].items()
              for st in grid["settings"] for sy in grid["systems"] for sd in grid["seeds"]]
-    print(f"capacity search: {len(tasks)} searches ({len(grid['settings'])} settings x {len(grid['systems'])} systems "
-          f"x {len(grid['seeds'])} seeds), resolution {spec.resolution:.0%}, ceiling {spec.ceiling_rps:g} rps, "
-          f"{a.jobs} processes", flush=True)
+    print(f"capacity search ({a.block}): {len(tasks)} searches ({len(grid['variants'])} variants x "
+          f"{len(grid['settings'])} settings x {len(grid['systems'])} systems x {len(grid['seeds'])} seeds), "
+          f"resolution {spec.resolution:.0%}, ceiling {spec.ceiling_rps:g} rps, {a.jobs} processes", flush=True)
     t0 = time.perf_counter()
     rows = []
     with ProcessPoolExecutor(max_workers=max(1, a.jobs)) as pool:
@@ -215,12 +226,12 @@ def main(argv: list[str] | None = None) -> int:
         for i, fut in enumerate(as_completed(futs), 1):
             row = fut.result()
             rows.append(row)
-            print(f"  [{i}/{len(tasks)}] {row['setting']:10s} {row['system']:14s} seed {row['seed']}: {row['text']:28s} "
+            print(f"  [{i}/{len(tasks)}] {row['variant'] + ' ' if row['variant'] else ''}{row['setting']:10s} {row['system']:14s} seed {row['seed']}: {row['text']:28s} "
                   f"{len(row['probes'])} probes, {row['wall_s']:.1f} s  (elapsed {fmt_duration(time.perf_counter() - t0)})",
                   flush=True)
-    out = Path(a.out)
+    out = Path(out_root)
     out.mkdir(parents=True, exist_ok=True)
-    df = pd.DataFrame(rows).sort_values(["setting", "system", "seed"], ignore_index=True)
+    df = pd.DataFrame(rows).sort_values(["variant", "setting", "system", "seed"], ignore_index=True)
     df["probes"] = df["probes"].map(lambda ps: ";".join(f"{r:g}:{att:.4f}" for r, att in ps))
     tmp = out / ".searches.csv.tmp"
     df.to_csv(tmp, index=False)
