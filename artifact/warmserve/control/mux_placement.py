@@ -42,7 +42,7 @@ whole GPU sustains ``capacity`` in-flight requests (the router's per-instance
 limit). At decode share ``s`` its requests take ``s ** -decode_exponent``
 longer (``warmserve.control.mps``), so it sustains ``capacity * s **
 decode_exponent`` of the same demand. Prefill is left out of the estimate:
-decode dominates a request's time (MuxServe §2).
+decode dominates a request's time (MuxServe paper, Section 2). docs/muxserve.md §1 discusses it.
 """
 
 from __future__ import annotations
