@@ -91,3 +91,12 @@ def test_headline_with_no_capacity_runs_says_so(tmp_path):
     empty = C.ratio_table(C.capacities(C.attainment_grid(main.iloc[:0], [5.0], SLO_TPOT)))
     head = H.headline_table(H.tail_ratios(main), empty, 5.0)
     assert head.loc[2, "ratio"].startswith("cannot compute")
+
+
+def test_muxserve_parameters_name_its_compute_sharing(tmp_path):
+    make_run(tmp_path, "conv-muxserve-rps2", system="muxserve", rps=2, requests=attained_requests(10, 10),
+             extra_cfg={"system.policy.mesh_sizes": [8, 4], "system.policy.size_classes": [{"scale": 1}]})
+    got = H.system_parameters(load_runs(tmp_path).overall, "muxserve")
+    assert got["hardware.compute_sharing.prefill_exponent"] == "tp1=0.7"
+    assert got["hardware.compute_sharing.decode_exponent"] == "tp1=0.3"
+    assert got["mesh_sizes"] == [8, 4] and "size_classes" not in got

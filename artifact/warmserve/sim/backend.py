@@ -25,8 +25,9 @@ The request log's TTFT split attributes a request's wait to ``load`` and
 the rest before its prefill is ``queue``.
 
 Simplifications (documented, deliberate): a stopped-while-starting instance
-with requests finishes starting and drains them; colocation slowdown is
-sampled when an iteration starts; lent KV blocks are taken only from free
+with requests finishes starting and drains them; the slowdown of instances
+sharing GPUs (their SM shares, ``warmserve.control.mps``) is sampled when an
+iteration starts; lent KV blocks are taken only from free
 blocks, so lending never preempts by itself.
 """
 
@@ -42,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from warmserve.control.features import BackendFeatures
+from warmserve.control.mps import oversubscription
 from warmserve.control.seam import (
     Backend,
     CapacityError,
@@ -136,6 +138,7 @@ class SimBackend(Backend):
                                   lc.process_start_s if lc.worker_refill_s is None else lc.worker_refill_s)
         self._setup = False
         self._colocated = 0
+        self._share: dict[int, float] = {}  # instance id -> SM share (instances started with one)
         self._ended = 0
         self._delivered = 0
         self._n = 0
@@ -169,15 +172,18 @@ class SimBackend(Backend):
             if self.state.gpus[g].free_bytes < nbytes:
                 raise CapacityError(f"{what}: GPU {g} has {self.state.gpus[g].free_bytes} B free, needs {nbytes} B")
 
-    def _slow(self, inst: Instance) -> float:
-        extra = max(len(self.state.gpus[g].instances) for g in inst.st.gpus) - 1
-        return 1.0 + self.hw.colocation_slowdown * extra
+    def _slow(self, inst: Instance) -> tuple[float, float]:
+        """(prefill, decode) iteration-time factors of ``inst`` from its SM share and its GPUs' load."""
+        share = self._share.get(inst.st.instance_id)
+        o = oversubscription([self._share.get(i) for i in self.state.gpus[g].instances] for g in inst.st.gpus)
+        return self.hw.compute_sharing.factors(1.0 if share is None else share, len(inst.st.gpus), o)
 
     def _update_slow(self, gs: GpuSet) -> None:
-        """Colocation factor of every instance on these GPUs (applies from its next iteration)."""
+        """Compute-sharing factors of every instance on these GPUs (apply from its next iteration)."""
         for g in gs:
             for iid in self.state.gpus[g].instances:
-                self.insts[iid].slow = self._slow(self.insts[iid])
+                inst = self.insts[iid]
+                inst.slow_prefill, inst.slow = self._slow(inst)
 
     # ---- replicas ------------------------------------------------------------
     def prewarm(self, model: str, gpus: GpuSet) -> None:
@@ -232,10 +238,13 @@ class SimBackend(Backend):
         self._tl("evict", rep.model, gpus=rep.gpus, nbytes=rep.bytes_per_gpu, detail=why)
 
     # ---- instances -----------------------------------------------------------
-    def start_instance(self, model: str, gpus: GpuSet, mem_fraction: float = 1.0) -> int:
+    def start_instance(self, model: str, gpus: GpuSet, mem_fraction: float = 1.0,
+                       compute_share: float | None = None) -> int:
         spec, gs = self._check_gpus(model, gpus)
         if not 0 < mem_fraction <= 1:
             raise CapacityError(f"start {model}: mem_fraction {mem_fraction} not in (0, 1]")
+        if compute_share is not None and not 0 < compute_share <= 1:
+            raise CapacityError(f"start {model}: compute_share {compute_share} not in (0, 1]")
         st_all = self.state
         for g in gs:
             others = [st_all.instances[i] for i in st_all.gpus[g].instances]
@@ -309,7 +318,9 @@ class SimBackend(Backend):
         inst.set_kv_blocks(blocks)
         inst.reuse = reuse is not None
         self.insts[iid] = inst
-        if mem_fraction < 1 or self._colocated:
+        if compute_share is not None:
+            self._share[iid] = compute_share
+        if mem_fraction < 1 or self._colocated or compute_share is not None:
             self._update_slow(gs)
         self._tl("instance_start", model, iid, gs, spec.bytes_per_gpu, blocks, str(kind))
         lc = self.hw.lifecycle
@@ -433,6 +444,7 @@ class SimBackend(Backend):
                 self.ledger.change(g, WEIGHTS, -spec.bytes_per_gpu, now)
         if st.mem_fraction < 1:
             self._colocated -= 1
+        self._share.pop(st.instance_id, None)
         self._update_slow(st.gpus)
         st.phase = InstancePhase.STOPPED
         inst.t_stop = now

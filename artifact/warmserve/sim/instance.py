@@ -15,8 +15,9 @@ Scheduling, as the published engines (vLLM 0.6.3, no chunked prefill) do it:
   ``max(prefill_base, decode_base) + per_seq * running + per_ctx_token * their
   context + prefill_per_token * prompt tokens``.
 * Otherwise all running sequences take *decode steps* together. Step time is
-  ``decode_base + per_seq * batch + per_ctx_token * context_tokens`` (times a
-  colocation factor when instances share a GPU).
+  ``decode_base + per_seq * batch + per_ctx_token * context_tokens`` (prefill
+  and decode steps each times their compute-sharing factor when instances share
+  a GPU, ``warmserve.control.mps``).
 * KV is counted in tokens with one slack block per running sequence (an upper
   bound of vLLM's per-sequence block rounding, so the twin preempts at most a
   block early). When the next step would not fit, the most recently admitted
@@ -69,6 +70,7 @@ class Instance:
         "waiting", "running", "fin", "step", "ctx", "cap_tokens", "block_tokens", "mode", "gen",
         "t0", "k", "B", "A", "D", "batch", "in_handler", "truncated",
         "t_created", "t_load0", "t_load1", "t_ready", "t_stop", "seg", "keep", "job", "post_s", "reuse", "slow",
+        "slow_prefill",
         "refilled",
         # hot-path copies (see the speed notes)
         "heap", "seq", "inp", "out", "gen_tok", "epoch", "admit_step", "first", "prefill",
@@ -112,7 +114,8 @@ class Instance:
         self.job = None  # the weight load this start waits for (backend's LoadJob)
         self.post_s = 0.0  # init time after the load (mapping + KV allocation)
         self.reuse = False  # adopted a resident replica (memory switching)
-        self.slow = 1.0  # colocation factor; the backend updates it when instances share this GPU set
+        self.slow = 1.0  # decode slowdown from compute sharing; the backend updates it when instances share GPUs
+        self.slow_prefill = 1.0  # prefill (and mixed-step) slowdown, likewise (warmserve.control.mps)
         self.refilled = False  # the pre-spawned worker this start used has been replaced (backend's pool)
         self.heap = loop.heap
         self.seq = loop.seq
@@ -253,10 +256,10 @@ class Instance:
                 if mixed:  # the running sequences decode in this step too
                     self.B = nrun
                     p0 = self.p_base if self.p_base > self.d_base else self.d_base
-                    dur = (p0 + self.d_seq * nrun + self.d_ctx * ctx_run + self.p_tok * tokens) * self.slow
+                    dur = (p0 + self.d_seq * nrun + self.d_ctx * ctx_run + self.p_tok * tokens) * self.slow_prefill
                 else:
                     self.B = 0
-                    dur = (self.p_base + self.p_tok * tokens) * self.slow
+                    dur = (self.p_base + self.p_tok * tokens) * self.slow_prefill
                 _push(self.heap, (t0 + dur, next(self.seq), self.prefill_done, self.gen))
                 return failed
         if not running:

@@ -13,6 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from warmserve.control.mps import ShareModel
 from warmserve.control.seam import ModelSpec
 from warmserve.errors import InputError
 
@@ -86,7 +87,7 @@ class HardwareProfile:
     host_cache_bytes: int
     lifecycle: Lifecycle
     engine: EngineLimits
-    colocation_slowdown: float
+    compute_sharing: ShareModel  # colocated instances' SM shares -> iteration slowdown (warmserve.control.mps)
     latency: Mapping[tuple[str, int], Latency]
     placeholder: bool = False
 
@@ -166,7 +167,7 @@ def load_profile(cfg: DictConfig | Mapping[str, Any]) -> HardwareProfile:
         host_cache_bytes=int(_num(c, "host_cache_bytes", w)),
         lifecycle=life,
         engine=eng,
-        colocation_slowdown=_num(c, "colocation_slowdown", w),
+        compute_sharing=ShareModel.from_config(c.get("compute_sharing"), w),
         latency=lat,
         placeholder=bool(c.get("placeholder", False)),
     )

@@ -218,7 +218,9 @@ class TestbedBackend(EngineLauncher, Backend):
                 gs.used_bytes -= per_gpu
 
     # ---- Backend verbs ---------------------------------------------------
-    def start_instance(self, model: str, gpus: GpuSet, mem_fraction: float = 1.0) -> int:
+    def start_instance(self, model: str, gpus: GpuSet, mem_fraction: float = 1.0,
+                       compute_share: float | None = None) -> int:
+        # compute_share is not enforced here: the engines run without MPS (the policy notes it in run.json)
         spec = self.state.models[model]
         if len(gpus) != spec.tp:
             raise CapacityError(f"{model} needs {spec.tp} slots, got {gpus}")
