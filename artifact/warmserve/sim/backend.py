@@ -5,11 +5,13 @@ memory change goes through the ``Ledger``, every weight load is a ``Flow``
 over shared links, every instance is an ``Instance`` batching at iteration
 granularity. Verbs follow the memory semantics written in ``seam.py``.
 
-Start lifecycle (costs from the hardware profile's ``lifecycle`` block)::
+Start lifecycle (costs from the hardware profile's ``lifecycle`` block, computed in
+``warmserve.sim.lifecycle``; docs/lifecycle.md gives every value's source)::
 
     created --init--> load phase --post--> ready
     init = (process_start + cuda_context unless a pre-spawned worker serves it)
-           + engine_attach                      if it adopts a resident replica
+           + engine_attach                      if it adopts a resident replica (vmm)
+           + sleep_wake                         if it wakes a sleeping replica (sleep)
            + engine_init + tp_comm (tp > 1)     otherwise
     (with ``worker_pool``, a worker is available if the node's pool, ``lifecycle.worker_pool_per_node``,
     has one; a used worker is replaced when the start it served ends, ready worker_refill_s (default
@@ -17,8 +19,10 @@ Start lifecycle (costs from the hardware profile's ``lifecycle`` block)::
     With ``lifecycle.prewarm_is_engine`` -- the CPU testbed -- a replica is a whole standby engine:
     its load begins process_start + engine_init after the prewarm, and adopting it costs
     engine_attach only.)
-    load = weight load over the links (or the wait for an adopted replica still loading)
-    post = mapping (bytes / GB x mapping_s_per_GB, adopted replica only) + kv_alloc
+    load = weight load over the links (or the wait for an adopted replica still loading; a sleeping
+           replica's copy from pinned host memory)
+    post = mapping the KV blocks a first step can touch (adopted vmm replica; the rest of the KV
+           cache is mapped in the background, lifecycle.kv_ramp) or kv_alloc (cold / worker)
 
 The request log's TTFT split attributes a request's wait to ``load`` and
 ``init`` only where it overlaps those phases of the instance that served it;
@@ -64,6 +68,14 @@ from warmserve.run.protocol import ReplayInfo
 from warmserve.sim.events import EventLoop
 from warmserve.sim.instance import Instance
 from warmserve.sim.ledger import KV, PREWARM, WEIGHTS, Ledger
+from warmserve.sim.lifecycle import (
+    ADOPT,
+    WAKE,
+    SleepingReplicas,
+    kv_ramp,
+    plan_start,
+    sleep_prewarm_delay_s,
+)
 from warmserve.sim.links import LinkNetwork
 from warmserve.sim.loading import Loader, LoadJob
 from warmserve.sim.outputs import build_request_log, build_timeline, build_utilization
@@ -136,6 +148,8 @@ class SimBackend(Backend):
         lc = self.hw.lifecycle
         self.workers = WorkerPool(self.loop, nodes, lc.worker_pool_per_node,
                                   lc.process_start_s if lc.worker_refill_s is None else lc.worker_refill_s)
+        self.sleepers = SleepingReplicas(self.state, self.hw, self.features)  # sleep mode's pinned host memory
+        self.host = self.sleepers.host
         self._setup = False
         self._colocated = 0
         self._share: dict[int, float] = {}  # instance id -> SM share (instances started with one)
@@ -194,21 +208,28 @@ class SimBackend(Backend):
                 raise CapacityError(f"prewarm {model} on {gs}: GPU {g} already holds a replica of it")
             if any(self.state.instances[i].model == model for i in gpu.instances):
                 raise CapacityError(f"prewarm {model} on {gs}: GPU {g} runs an instance of it")
-        self._require(gs, spec.bytes_per_gpu, f"prewarm {model}")
-        rep = ReplicaState(model=model, gpus=gs, bytes_per_gpu=spec.bytes_per_gpu, ready=False, since_s=self.loop.t)
-        for g in gs:
-            self.ledger.change(g, PREWARM, spec.bytes_per_gpu, self.loop.t)
-            self.state.gpus[g].replicas[model] = rep
-        self._tl("prewarm_start", model, gpus=gs, nbytes=spec.bytes_per_gpu)
+        lc = self.hw.lifecycle
+        if lc.sleeps:  # a sleeping engine: its weights wait in the node's pinned host memory, not on the GPUs
+            rep = self.sleepers.book(spec, gs, ready=False, t=self.loop.t)
+        else:
+            self._require(gs, spec.bytes_per_gpu, f"prewarm {model}")
+            rep = ReplicaState(model=model, gpus=gs, bytes_per_gpu=spec.bytes_per_gpu, ready=False,
+                               since_s=self.loop.t)
+            for g in gs:
+                self.ledger.change(g, PREWARM, spec.bytes_per_gpu, self.loop.t)
+                self.state.gpus[g].replicas[model] = rep
+        self._tl("prewarm_start", model, gpus=gs, nbytes=spec.bytes_per_gpu, detail=lc.prewarm_mechanism)
         if self._setup and self.setup_ready:
             # Deployed before the replay, like setup instances: the published manager prewarms
             # from start-up and the replay begins ~60 s after it answers (docs/reference.md §9).
             self._prewarm_done(rep)
             return
-        lc = self.hw.lifecycle
-        engine_start = (lc.process_start_s + lc.engine_init_s) * self._start_slowdown(gs, model) \
-            if lc.prewarm_is_engine else 0.0
-        job = self.loader.start(model, gs, delay_s=engine_start)
+        if lc.sleeps:
+            job = self.loader.start(model, gs, delay_s=sleep_prewarm_delay_s(self.hw, spec), to_host=True)
+        else:
+            engine_start = (lc.process_start_s + lc.engine_init_s) * self._start_slowdown(gs, model) \
+                if lc.prewarm_is_engine else 0.0
+            job = self.loader.start(model, gs, delay_s=engine_start)
         self.jobs[(model, gs)] = job
         job.waiters.append(lambda: self._prewarm_done(rep))
 
@@ -234,7 +255,9 @@ class SimBackend(Backend):
             self.loader.cancel(job)
         for g in rep.gpus:
             del self.state.gpus[g].replicas[rep.model]
-            self.ledger.change(g, PREWARM, -rep.bytes_per_gpu, self.loop.t)
+            if rep.bytes_per_gpu:
+                self.ledger.change(g, PREWARM, -rep.bytes_per_gpu, self.loop.t)
+        self.sleepers.unbook(rep.model, rep.gpus, self.loop.t)
         self._tl("evict", rep.model, gpus=rep.gpus, nbytes=rep.bytes_per_gpu, detail=why)
 
     # ---- instances -----------------------------------------------------------
@@ -272,7 +295,8 @@ class SimBackend(Backend):
             for rep in st_all.gpus[g].replicas.values():
                 if rep is not reuse:
                     victims[id(rep)] = rep
-        need = blocks * bb + (0 if reuse is not None else spec.bytes_per_gpu)
+        sleeps = self.hw.lifecycle.sleeps
+        need = blocks * bb + (0 if reuse is not None and not sleeps else spec.bytes_per_gpu)
         for g in gs:
             freed = sum(r.bytes_per_gpu for r in victims.values() if g in r.gpus)
             if st_all.gpus[g].free_bytes + freed < need:
@@ -287,7 +311,11 @@ class SimBackend(Backend):
                 job.waiters = []  # the replica is claimed: no prewarm_done for it
             for g in gs:
                 del st_all.gpus[g].replicas[model]
-                self.ledger.move(g, PREWARM, WEIGHTS, spec.bytes_per_gpu, now)
+                if sleeps:  # woken: the weights come back onto the GPUs (copied in the load phase)
+                    self.ledger.change(g, WEIGHTS, spec.bytes_per_gpu, now)
+                else:
+                    self.ledger.move(g, PREWARM, WEIGHTS, spec.bytes_per_gpu, now)
+            self.sleepers.unbook(model, gs, now)
             self._tl("claim", model, gpus=gs, nbytes=spec.bytes_per_gpu)
         else:
             for g in gs:
@@ -328,19 +356,20 @@ class SimBackend(Backend):
             inst.t_load0 = inst.t_load1 = now
             self.loop.at(now, self._ready, inst)
             return iid
-        if kind is StartKind.WORKER or (self.features.worker_pool and reuse is not None) \
-                or (reuse is not None and lc.prewarm_is_engine):
-            init = 0.0  # the process (and CUDA context) exists: a pre-spawned worker or a standby engine
-        else:
-            init = (lc.process_start_s + lc.cuda_context_s) * busy_slow
+        # the process (and CUDA context) exists: a pre-spawned worker, a standby or a sleeping engine
+        fresh = not (kind is StartKind.WORKER or (reuse is not None and (
+            self.features.worker_pool or lc.prewarm_is_engine or lc.sleeps)))
+        plan = plan_start(self.hw, spec, adopt=reuse is not None, fresh_process=fresh, busy=busy_slow)
+        inst.post_s = plan.post_s
+        inst.wake = plan.load == WAKE
         if reuse is not None:
-            init += lc.engine_attach_s
-            inst.post_s = lc.mapping_s_per_GB * spec.bytes_per_gpu / 1e9 + lc.kv_alloc_s
             inst.job = job
-        else:
-            init += (lc.engine_init_s + (lc.tp_comm_setup_s if spec.tp > 1 else 0.0)) * busy_slow
-            inst.post_s = lc.kv_alloc_s
-        self.loop.at(now + init, self._init_done, inst)
+        if plan.load == ADOPT and plan.first_kv_blocks is not None:
+            inst.kv_ramp = kv_ramp(lc, plan.first_kv_blocks, blocks, bb)
+            if inst.kv_ramp:  # the first step may run once its blocks are mapped; the rest follow
+                inst.kv_mapped = plan.first_kv_blocks
+                inst.set_kv_blocks(plan.first_kv_blocks)
+        self.loop.at(now + plan.init_s, self._init_done, inst)
         return iid
 
     def _start_slowdown(self, gs: GpuSet, model: str) -> float:
@@ -371,13 +400,30 @@ class SimBackend(Backend):
         inst.t_load0 = self.loop.t
         if inst.reuse:
             job = inst.job
+            after = self._wake if inst.wake else self._load_done
             if job is None or job.done:
-                self._load_done(inst)
-            else:
-                job.waiters.append(lambda: self._load_done(inst))
+                after(inst)
+            else:  # the replica is still loading (a sleeping one into host memory)
+                job.waiters.append(lambda: after(inst))
         else:
             inst.job = self.loader.start(inst.st.model, inst.st.gpus)
             inst.job.waiters.append(lambda: self._load_done(inst))
+
+    def _wake(self, inst: Instance) -> None:
+        """A woken sleeping replica: copy its weights from pinned host memory onto the instance's GPUs."""
+        if inst.st.phase is InstancePhase.STOPPED:
+            return
+        inst.job = self.loader.start(inst.st.model, inst.st.gpus, wake=True)
+        inst.job.waiters.append(lambda: self._load_done(inst))
+
+    def _kv_mapped(self, arg: tuple[Instance, int]) -> None:
+        """Background KV mapping reached ``blocks``: they become usable (net of blocks lent)."""
+        inst, blocks = arg
+        if inst.st.phase is InstancePhase.STOPPED:
+            return
+        inst.kv_mapped = blocks
+        inst.set_kv_blocks(min(blocks, inst.st.kv_blocks_total - inst.st.kv_blocks_lent))
+        inst.start_serving()  # requests that waited for KV space may now be admitted
 
     def _load_done(self, inst: Instance) -> None:
         if inst.st.phase is InstancePhase.STOPPED:
@@ -391,6 +437,8 @@ class SimBackend(Backend):
             return
         inst.t_ready = st.ready_s = self.loop.t
         inst.job = None
+        for dt, blocks in inst.kv_ramp:
+            self.loop.at(self.loop.t + dt, self._kv_mapped, (inst, blocks))
         self._refill_worker(inst)
         if st.phase is InstancePhase.STARTING:
             st.phase = InstancePhase.READY
@@ -429,12 +477,19 @@ class SimBackend(Backend):
         bb = self._block_bytes[st.model]
         kv_held = (st.kv_blocks_total - st.kv_blocks_lent) * bb
         keep = inst.keep and (inst.reuse or not math.isnan(inst.t_load1))
+        sleeps = self.hw.lifecycle.sleeps
+        if keep and sleeps and not self.sleepers.fits(spec, st.gpus):
+            keep = False  # no pinned host memory left for it to sleep in: the weights are dropped
         for g in st.gpus:
             gpu = self.state.gpus[g]
             if kv_held:
                 self.ledger.change(g, KV, -kv_held, now)
             gpu.instances.remove(st.instance_id)
-        if keep:
+        if keep and sleeps:  # the engine goes to sleep: its weights move to pinned host memory
+            for g in st.gpus:
+                self.ledger.change(g, WEIGHTS, -spec.bytes_per_gpu, now)
+            self.sleepers.book(spec, st.gpus, ready=True, t=now)
+        elif keep:
             rep = ReplicaState(model=st.model, gpus=st.gpus, bytes_per_gpu=spec.bytes_per_gpu, ready=True, since_s=now)
             for g in st.gpus:
                 self.ledger.move(g, WEIGHTS, PREWARM, spec.bytes_per_gpu, now)
@@ -477,7 +532,7 @@ class SimBackend(Backend):
                 self.ledger.change(g, KV, -d * bb, now)
         if d:
             st.kv_blocks_lent += d
-            inst.set_kv_blocks(st.kv_blocks_total - st.kv_blocks_lent)
+            inst.set_kv_blocks(min(inst.kv_mapped, st.kv_blocks_total - st.kv_blocks_lent))
             self._tl("kv_reserve", st.model, instance_id, st.gpus, nbytes=st.kv_blocks_lent * bb,
                      blocks=st.kv_blocks_lent)
         return st.kv_blocks_lent

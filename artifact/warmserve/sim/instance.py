@@ -71,7 +71,7 @@ class Instance:
         "t0", "k", "B", "A", "D", "batch", "in_handler", "truncated",
         "t_created", "t_load0", "t_load1", "t_ready", "t_stop", "seg", "keep", "job", "post_s", "reuse", "slow",
         "slow_prefill",
-        "refilled",
+        "refilled", "wake", "kv_mapped", "kv_ramp",
         # hot-path copies (see the speed notes)
         "heap", "seq", "inp", "out", "gen_tok", "epoch", "admit_step", "first", "prefill",
         "max_seqs", "max_batched", "max_len", "p_base", "p_tok", "d_base", "d_seq", "d_ctx", "mixed",
@@ -117,6 +117,9 @@ class Instance:
         self.slow = 1.0  # decode slowdown from compute sharing; the backend updates it when instances share GPUs
         self.slow_prefill = 1.0  # prefill (and mixed-step) slowdown, likewise (warmserve.control.mps)
         self.refilled = False  # the pre-spawned worker this start used has been replaced (backend's pool)
+        self.wake = False  # adopted a sleeping replica: its weights are copied back in the load phase
+        self.kv_mapped = 1 << 62  # KV blocks mapped so far (a vmm start maps the rest in the background)
+        self.kv_ramp: list[tuple[float, int]] = []  # (s after ready, blocks mapped) of that background mapping
         self.heap = loop.heap
         self.seq = loop.seq
         self.inp, self.out, self.gen_tok, self.epoch = req.inp, req.out, req.gen, req.epoch
