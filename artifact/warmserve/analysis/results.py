@@ -35,6 +35,7 @@ CONFIG_FIELDS = {
     "seed": "seed",
     "setting": "setting",  # configs/setting/<name> (paper4, contended); None for runs outside a setting
     "keep_alive_s": "system.policy.keep_alive_s",
+    "slo_target": "slo.attainment",  # the declared share of requests that must meet the SLO (configs/run.yaml)
 }
 
 
