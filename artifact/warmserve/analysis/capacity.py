@@ -168,8 +168,8 @@ def largest(ratios: pd.DataFrame) -> pd.Series | None:
 
 
 # ---------------------------------------------------------------- the searches (results/capacity/searches.csv)
-SEARCH_COLUMNS = ["setting", "system", "seed", "capacity_rps", "bound", "upper_rps", "probes", "nonmonotone",
-                  "reason", "text"]
+SEARCH_COLUMNS = ["variant", "setting", "system", "seed", "capacity_rps", "bound", "upper_rps", "probes", "reason",
+                  "text"]
 
 
 def read_searches(path: str | Path) -> pd.DataFrame:
@@ -180,6 +180,8 @@ def read_searches(path: str | Path) -> pd.DataFrame:
     df = pd.read_csv(path, keep_default_na=True)
     df["probes"] = [_parse_probes(p) for p in df.get("probes", pd.Series([""] * len(df)))]
     df["reason"] = df["reason"].fillna("").astype(str) if "reason" in df else ""
+    # a named variant of the grid (e.g. lifecycle costs x2): "" for the plain capacity grid
+    df["variant"] = df["variant"].fillna("").astype(str) if "variant" in df else ""
     df["seed"] = df["seed"].astype(int)
     return df
 
@@ -245,9 +247,16 @@ def probe_run(probes: pd.DataFrame, setting: str, system: str, seed: int, rps: f
     return m.iloc[0] if len(m) else None
 
 
+def _one_variant(searches: pd.DataFrame) -> None:
+    """Tables are per grid variant: mixing e.g. lifecycle costs x0.5 and x2 in one mean would be meaningless."""
+    if "variant" in searches and searches["variant"].nunique() > 1:
+        raise AssertionError(f"searches of several variants {sorted(searches['variant'].unique())}: select one")
+
+
 def capacity_table(searches: pd.DataFrame, probes: pd.DataFrame) -> pd.DataFrame:
     """Per (setting, system): capacity over seeds (mean [range] with bounds), every seed's result, and the
     GPU-hours of the probe run at each seed's capacity rate (the budget that capacity cost)."""
+    _one_variant(searches)
     rows = []
     for (setting, system), g in searches.groupby(["setting", "system"], sort=True):
         g = g.sort_values("seed")
@@ -273,6 +282,7 @@ def capacity_table(searches: pd.DataFrame, probes: pd.DataFrame) -> pd.DataFrame
 def ratios_per_seed(searches: pd.DataFrame, num: str = "warmserve", den: str = "muxserve") -> pd.DataFrame:
     """Per (setting, seed): ``num`` / ``den`` capacity as a bounded ratio (a seed searched for one system
     only says so)."""
+    _one_variant(searches)
     rows = []
     for (setting, seed), g in searches.groupby(["setting", "seed"], sort=True):
         by = {r.system: r._asdict() for r in g.itertuples(index=False)}

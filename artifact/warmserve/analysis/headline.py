@@ -217,7 +217,9 @@ def _compare(ours: Bounded, paper: float) -> str:
 
 def headline_markdown(main: pd.DataFrame, searches: pd.DataFrame, probes: pd.DataFrame, provenance_text: str) -> str:
     """The whole ``headline.md``: declared SLO, both claims in both settings, maxima after, then why ours differs."""
-    from warmserve.analysis.headline_why import why_ours_differs  # the generated reasons (kept apart: length)
+    from warmserve.analysis.headline_why import (
+        why_ours_differs,  # the generated reasons (kept apart: length)
+    )
 
     slo = declared_slo(main, probes)
     tails = tail_summary(tail_ratios(main))

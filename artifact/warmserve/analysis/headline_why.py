@@ -14,7 +14,6 @@ from __future__ import annotations
 import pandas as pd
 
 from warmserve.analysis.labels import SLEEP_SUFFIX, label
-from warmserve.analysis.results import config_value
 
 PUBLISHED_NOTE = "the paper's abstract"
 
@@ -106,16 +105,13 @@ def _baseline_lines(main: pd.DataFrame, probes: pd.DataFrame) -> list[str]:
            f"ServerlessLLM-style ran with {_params(sllm)}. MuxServe-style ran with {_params(mux)}."]
     if not runs.empty:
         held = {s: gpus_held(runs, s) for s in ("muxserve", "warmserve", "serverlessllm")}
-        mesh = None
-        m = runs[runs["system"] == "muxserve"]
-        if len(m):
-            mesh = config_value(m.iloc[0]["path"], "system.policy.mesh_gpus")
         out.append("* **GPUs held** (GPU-seconds / run length, mean [min, max] over the main and capacity runs): "
                    f"MuxServe-style {held['muxserve']}; WarmServe {held['warmserve']}; ServerlessLLM-style "
                    f"{held['serverlessllm']}. Real MuxServe multiplexes colocated models with CUDA MPS and one "
-                   "unified KV pool, placed by its (unreleased) optimizer; ours places instances by the policy "
-                   f"in `warmserve.control.muxserve` (mesh_gpus={mesh}) and models compute sharing with the hardware "
-                   "profile's colocation slowdown, so its capacity depends on that estimate.")
+                   "unified KV pool, placed by its own optimizer; ours is the placement in "
+                   "`warmserve.control.muxserve` (docs/muxserve.md: where it departs from the reference) with "
+                   "compute sharing modelled by the hardware profile's `compute_sharing` (parameters above), so "
+                   "its capacity depends on that model.")
     return out
 
 

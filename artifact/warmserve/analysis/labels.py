@@ -121,9 +121,9 @@ def hue_args(systems: object, order: tuple[str, ...] = MAIN_ORDER,
              labels: dict[str, str] | None = None) -> dict[str, object]:
     """``hue_order`` and ``palette`` for seaborn when ``hue`` is the readable label column."""
     names = ordered(systems, order)
-    lab = labels or SYSTEM_LABELS
     pal = palette(names)
-    return {"hue_order": [lab.get(s, s) for s in names], "palette": {lab.get(s, s): pal[s] for s in names}}
+    name = (lambda s: labels.get(s, s)) if labels else label
+    return {"hue_order": [name(s) for s in names], "palette": {name(s): pal[s] for s in names}}
 
 
 def sort_systems(df: pd.DataFrame, before: tuple[str, ...] = (), after: tuple[str, ...] = (),

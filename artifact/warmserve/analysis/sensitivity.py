@@ -37,6 +37,7 @@ DIMS: dict[str, tuple[str, str]] = {
     "error": ("rel_error", "injected forecast error (relative, uniform +-e)"),
     "models": ("n_models", "number of served models"),
     "cluster": ("n_gpus", "GPUs in the cluster"),
+    "lifecycle": ("cold_scale", "engine start-up costs scaled (x published)"),
 }
 SETTING = ("trace", "rps", "alpha", "cv", "window_s", "n_models", "n_gpus", "replay_s")
 
