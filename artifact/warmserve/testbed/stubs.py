@@ -1,7 +1,8 @@
 """A stub-engine testbed and a minimal launching policy, for tests and ``scripts/bench_router.py``.
 
 ``stub_backend`` builds a ``RunnableTestbed`` from ``configs/backend/testbed.yaml`` merged with
-``testbed-stub.yaml`` (stub engine processes, no vLLM), so the whole real control path runs in seconds.
+``testbed-stub.yaml`` (stub engine processes, no vLLM), so the whole real control path runs in seconds;
+``gpu_stub_backend`` does the same for the GPU testbed on fake GPUs (``testbed-stub-gpu.yaml``).
 """
 
 from __future__ import annotations
@@ -50,6 +51,30 @@ def stub_backend(tmp_path: Path, *, engine_args: list[str] | None = None, featur
     return RunnableTestbed(
         models=model_specs(models), cluster={"name": "t", "nodes": 1, "gpus_per_node": slots}, hardware=hw,
         features=BackendFeatures(**(features or {})), seed=1, setup_ready=setup_ready, **cfg)
+
+
+def gpu_stub_backend(tmp_path: Path, *, models: str | list = "tiny3", gpus: int = 2, nodes: int = 1,
+                     hardware: str = "a100-80gb", features: dict | None = None, prespawned_pool: int = 0,
+                     sleep_level: int = 1, setup_ready: bool = False, max_engines: int = 8,
+                     engine_args: list[str] | None = None) -> RunnableTestbed:
+    """``backend=testbed-stub-gpu``: the GPU testbed's path with stub engines on fake GPUs of ``hardware``."""
+    cfg = OmegaConf.load(configs_dir() / "backend" / "testbed.yaml")
+    for name in ("testbed-gpu", "testbed-stub-gpu"):
+        layer = OmegaConf.load(configs_dir() / "backend" / f"{name}.yaml")
+        layer.pop("defaults")
+        cfg = OmegaConf.merge(cfg, layer)
+    out = OmegaConf.to_container(cfg, resolve=True)
+    out.pop("_target_")
+    if engine_args is not None:
+        out["engine"]["args"] = engine_args
+    out["slots"] = {"cores": [str(g) for g in range(gpus)] * nodes, "max_engines": max_engines}
+    out["prewarm"] = {"prespawned_pool": prespawned_pool, "sleep_level": sleep_level}
+    out["log_dir"] = str(tmp_path / "logs")
+    out["request_timeout_s"] = 30.0
+    hw = OmegaConf.load(configs_dir() / "hardware" / f"{hardware}.yaml")
+    return RunnableTestbed(
+        models=model_specs(models), cluster={"name": "t", "nodes": nodes, "gpus_per_node": gpus}, hardware=hw,
+        features=BackendFeatures(**(features or {})), seed=1, setup_ready=setup_ready, **out)
 
 
 def workload(rows: list[tuple[float, str, int, int]]) -> pd.DataFrame:
