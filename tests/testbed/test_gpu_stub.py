@@ -15,12 +15,12 @@ import aiohttp
 import pytest
 
 from warmserve.control.controller import Controller
-from warmserve.control.policy import PolicyContext, SystemPolicy
-from warmserve.control.seam import InstancePhase, Prewarm, StartInstance, StopInstance
+from warmserve.control.seam import Prewarm, StartInstance
 from warmserve.testbed.engines import REGISTRY, EngineExited, EngineProcess, EngineSpec, python_argv
 from warmserve.testbed.fake_gpu import ENV, FakeGpuNode
 from warmserve.testbed.mechanisms import SleepModeClient
 from warmserve.testbed.ports import PortAllocator
+from warmserve.testbed.stubs import ScriptedPolicy as Scripted
 from warmserve.testbed.stubs import gpu_stub_backend, workload
 
 GiB = 2**30
@@ -174,35 +174,6 @@ def test_stub_enforces_kv_size_and_block_rounding(tmp_path, node):
 
 
 # ---- the GPU testbed on the stub -------------------------------------------------------------
-class Scripted(SystemPolicy):
-    """Setup commands given; a request of a model without an instance starts one on GPU 0."""
-
-    name = "scripted"
-    tick_interval_s = 0.1
-
-    def __init__(self, setup: list, launch: dict | None = None, stop_idle: bool = False,
-                 stop_keep: bool = False, later: list | None = None) -> None:
-        self._setup = setup
-        self._later = list(later or [])  # (t_s, command): issued at the first tick at or after t_s
-        self._launch = launch or {}
-        self.stop_idle = stop_idle
-        self.stop_keep = stop_keep
-
-    def setup(self, ctx: PolicyContext) -> list:
-        return list(self._setup)
-
-    def launch_for(self, model: str, ctx: PolicyContext) -> StartInstance | None:
-        return self._launch.get(model)
-
-    def on_tick(self, ctx: PolicyContext) -> list:
-        due = [c for t, c in self._later if t <= ctx.now]
-        self._later = [(t, c) for t, c in self._later if t > ctx.now]
-        if not self.stop_idle:
-            return due
-        return due + [StopInstance(i.instance_id, self.stop_keep) for i in ctx.state.instances.values()
-                if i.phase is InstancePhase.READY and i.inflight == 0 and not ctx.pending[i.model]]
-
-
 def _replay(backend, policy, rows, until_s=20.0):
     ctrl = Controller(backend, policy, list(backend.state.models))
     info = backend.replay(workload(rows), ctrl, until_s)
@@ -369,3 +340,40 @@ def test_engine_block_and_batch_args_come_from_the_hardware_profile(tmp_path):
     first = _logs(tmp_path).split("\n")[0]
     assert f"--block-size {hw.kv_block_tokens}" in first
     assert f"--max-num-batched-tokens {hw.max_num_batched_tokens}" in first
+
+
+def test_main_preset_smallest_point_runs_end_to_end_on_fake_gpus(tmp_path):
+    """backend=testbed-stub-gpu runs the `main` preset's smallest point (conv, 1 req/s, WarmServe, paper4 on
+    2x8 A100-80GB; 20 s of replay here) through the runner: every request served, starts by sleep/wake."""
+    import json
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    from warmserve.config import REPO_ROOT
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "warmserve.run", "+experiment=main", "hydra.mode=RUN", "backend=testbed-stub-gpu",
+           "system=warmserve", "workload=conv", "workload.rps=1", "workload.source.scale=0.1", "replay_s=20",
+           "drain_s=30", "backend.slots.cores=[0,1,2,3,4,5,6,7,0,1,2,3,4,5,6,7]",
+           f"backend.log_dir={tmp_path / 'logs'}", f"out={out}", "progress=false", "trace=false"]
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = json.loads((out / "run.json").read_text())
+    assert run["backend"]["device"] == "cuda" and run["backend"]["fake_gpu"] is True
+    req = pd.read_parquet(out / "requests.parquet")
+    tl = pd.read_parquet(out / "timeline.parquet")
+    assert len(req) > 0 and (req.status == "ok").all(), req.status.value_counts()
+    assert "instance_failed" not in set(tl.kind)
+    assert set(run["backend"]["starts_by_mechanism"]) <= {"sleep_wake", "prespawned_process", "process_start"}
+    assert len(pd.read_parquet(out / "utilization.parquet")) > 0
+
+
+def test_gpu_smoke_checks_pass_on_fake_gpus(tmp_path, capsys):
+    """scripts/gpu_smoke.sh's checks (FAKE=1 path) without the 60 s replay: one PASS line each."""
+    from warmserve.testbed.gpu_smoke import main
+
+    assert main(["--fake", "--gpus", "2", "--out", str(tmp_path), "--only", "two_models_one_gpu", "tp2", "nvml"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 and all(" PASS " in line for line in lines), lines

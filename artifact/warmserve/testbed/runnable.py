@@ -288,7 +288,12 @@ class RunnableTestbed(TestbedBackend):
             "engine_logs": str(self._log_dir),
             "counters": dict(self.counters),
             "starts_by_mechanism": pd.Series([e["mechanism"] for e in starts]).value_counts().to_dict(),
-            "note": ("real engine processes on this machine; on the CPU a prewarmed replica is a whole standby "
-                     "engine (vLLM sleep mode / weight-level prewarm and memory switching are GPU-only), "
-                     "KV lending is not available on stock vLLM"),
+            "fake_gpu": self.settings.fake_gpu_dir is not None,
+            "note": (("stub engines on fake GPUs (warmserve.testbed.fake_gpu): the GPU testbed's control path and "
+                      "vLLM's memory/sleep rules, no measurement" if self.settings.fake_gpu_dir is not None else
+                      "vLLM engines on GPUs: prewarmed replicas are sleeping engines with their weights awake")
+                     if self.settings.device == "cuda" else
+                     "real engine processes on this machine; on the CPU a prewarmed replica is a whole standby "
+                     "engine (vLLM sleep mode / weight-level prewarm and memory switching are GPU-only)")
+                    + ", KV lending is not available on stock vLLM",
         }
