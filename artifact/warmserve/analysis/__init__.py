@@ -7,6 +7,7 @@
 ``coldstart``   the cold-start TTFT split per start kind
 ``sensitivity`` the sensitivity runs with their swept value per dimension
 ``forecast``    forecaster error and fit-cost tables (oracle check)
+``lineage``     which runs (git revisions, config hashes) each figure/table came from; mixed revisions refused
 ``labels``      readable system names, orders and colours
 ``plots``       figure builders;  ``figures``: style, provenance, saving figures and tables
 """

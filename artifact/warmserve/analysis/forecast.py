@@ -85,6 +85,11 @@ def with_paper_row(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def fit_cost_table(cost: pd.DataFrame) -> pd.DataFrame:
-    """Seconds to fit each forecaster (mean and max over traces and seeds)."""
+    """Seconds to fit each forecaster (mean and max over traces and seeds).
+
+    Machine-dependent: notebook 10 prints it and draws it (figure forecast_fit_cost)
+    but keeps it out of the committed forecast_error table, so a rerun on the same
+    inputs leaves git clean.
+    """
     return cost.groupby("forecaster", sort=True)["fit_s"].agg(["mean", "max", "count"]).reset_index().rename(
         columns={"mean": "fit_s_mean", "max": "fit_s_max", "count": "fits"})

@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from warmserve.analysis.lineage import UNKNOWN_REVISION
 from warmserve.errors import InputError
 
 # Config fields every table carries (dotted paths into run.json["config"]).
@@ -70,7 +71,9 @@ class Runs:
 
 def _run_row(run_dir: Path, run: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     cfg = run.get("config", {})
-    row: dict[str, Any] = {"run": run_dir.name, "path": str(run_dir)}
+    # the code that made the run: figures refuse to mix revisions unless allowed (analysis.lineage)
+    row: dict[str, Any] = {"run": run_dir.name, "path": str(run_dir),
+                           "git_revision": run.get("git_revision") or UNKNOWN_REVISION}
     for name, dotted in CONFIG_FIELDS.items():
         v = _get(cfg, dotted)
         row[name] = v if not isinstance(v, list | dict) else json.dumps(v)

@@ -37,6 +37,11 @@ def real_runs(root: Path, system: str) -> list[Path]:
     return [root / f"testbed-{system}", *reps]
 
 
+def run_dirs(root: Path) -> list[Path]:
+    """Every run the comparison reads (twin and real, repeats included): what its table is drawn from."""
+    return sorted(p for s in systems(root) for p in (root / f"sim-{s}", *real_runs(root, s)))
+
+
 def start_times(run: Path) -> pd.Series:
     """Seconds from instance_start to instance_ready, by start kind (instances that became ready)."""
     tl = read_timeline(run)
