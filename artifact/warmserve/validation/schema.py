@@ -154,6 +154,7 @@ class Workload(Strict):
     output_cap: PositiveInt
     input_cap: PositiveInt
     output_floor: NonNegativeInt
+    token_limit: PositiveInt
 
     @field_validator("models")
     @classmethod
