@@ -73,8 +73,15 @@ def check_output_dir(out: str | os.PathLike[str], key: str = "out",
     return final
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def publish(stage: Path, final: Path) -> None:
     """Make ``stage`` be ``final`` (see the module doc); the only step that changes ``final``."""
+    stage.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; a published directory gets the usual mode
     old: Path | None = None
     if final.exists() or final.is_symlink():
         old = Path(tempfile.mkdtemp(prefix=_hidden(final, OLD_TAG), dir=final.parent))

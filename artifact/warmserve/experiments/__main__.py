@@ -26,6 +26,7 @@ from warmserve.config import REPO_ROOT, configs_dir
 from warmserve.errors import InputError, cli_main
 from warmserve.experiments import fmt_duration, record_timing
 from warmserve.experiments.catalog import CATALOG
+from warmserve.validation.overrides import check_overrides
 
 _LAUNCH = re.compile(r"launching (\d+) jobs")
 
@@ -71,6 +72,11 @@ def run(names: list[str], *, quick: bool, force: bool, jobs: int, extra: list[st
     for name in names:
         if name not in CATALOG:
             raise InputError(f"unknown experiment '{name}'; choose from {sorted(CATALOG)}")
+    if jobs < 1:
+        raise InputError(f"--jobs: must be >= 1, got {jobs}")
+    for name in names:  # a typo in the overrides is one line before any preset starts
+        for preset in CATALOG[name].presets:
+            check_overrides([f"+experiment={preset}", *extra], "run")
     failed: list[str] = []
     for name in names:
         exp = CATALOG[name]
