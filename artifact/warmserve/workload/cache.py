@@ -77,6 +77,9 @@ def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
             os.unlink(tmp)
 
 
+_UNCHECKED = object()  # WeekStore._verdict before the entry was checked
+
+
 class WeekStore:
     """A cached week source: first-hour slices, per-window load, and loader info."""
 
@@ -87,10 +90,15 @@ class WeekStore:
         self._trace: Trace | None = None
         self._hours: pd.DataFrame | None = None
         self._info: dict | None = None
+        self._verdict: object = _UNCHECKED
 
     # -- checking -----------------------------------------------------------
     def _valid_info(self) -> dict | None:
-        """The entry's info.json if the entry is complete and its files have the recorded sizes."""
+        """The entry's info.json if the entry is complete and its files have the recorded sizes
+        (decided once per store, so a damaged entry is reported once)."""
+        if self._verdict is not _UNCHECKED:
+            return self._verdict  # type: ignore[return-value]
+        self._verdict = None
         info_path = self.dir / "info.json"
         if not (self._use_cache and info_path.is_file()):
             return None
@@ -103,6 +111,7 @@ class WeekStore:
         if not ok:
             notice(f"workload cache entry {self.dir} is incomplete or corrupt; rebuilding it")
             return None
+        self._verdict = info
         return info
 
     def _disable(self, exc: OSError) -> None:
@@ -120,6 +129,7 @@ class WeekStore:
                     self._trace = Trace(frame=frame, info=info)
                 except Exception:  # pyarrow raises several types for a damaged file
                     notice(f"workload cache entry {self.dir} has an unreadable trace.parquet; rebuilding it")
+                    self._verdict = None
             if self._trace is None:
                 self._trace = self._make()
         return self._trace
@@ -136,6 +146,7 @@ class WeekStore:
                 return
             except Exception:  # pyarrow raises several types for a damaged file
                 notice(f"workload cache entry {self.dir} has an unreadable hours.parquet; rebuilding it")
+                self._verdict = None
         trace = self._trace_now()
         t = trace.frame["t_s"].to_numpy()
         info = dict(trace.info)
