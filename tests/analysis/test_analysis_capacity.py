@@ -69,11 +69,18 @@ def test_ratio_values_and_bounds(num, den, value, rel):
     assert r.text().endswith(f"{value:.2f}x")
 
 
+@pytest.mark.parametrize(("num", "den", "value", "rel"), [
+    (_cap(8, "exact"), _cap(None, "below"), 4.0, ">="),  # den < 2 (lowest probed): ratio > 8 / 2
+    (_cap(None, "below"), _cap(8, "exact"), 0.25, "<="),
+])
+def test_ratio_with_a_side_below_every_probe_is_a_bound(num, den, value, rel):
+    r = C.capacity_ratio(num, den, "WarmServe", "MuxServe")
+    assert r.computable and r.value == pytest.approx(value) and r.relation == rel
+
+
 @pytest.mark.parametrize(("num", "den", "needle"), [
-    (_cap(8, "exact"), _cap(None, "below"), "MuxServe meets the SLO at no swept rate"),
-    (_cap(None, "below"), _cap(8, "exact"), "WarmServe meets the SLO at no swept rate"),
-    (_cap(32, "at_least"), _cap(32, "at_least"), "both meet the SLO at every swept rate"),
-    (_cap(None, "below"), _cap(None, "below"), "no swept rate"),
+    (_cap(32, "at_least"), _cap(32, "at_least"), "bounds in the same direction"),
+    (_cap(None, "below"), _cap(None, "below"), "bounds in the same direction"),
 ])
 def test_ratio_cannot_compute_says_why_without_a_number(num, den, needle):
     r = C.capacity_ratio(num, den, "WarmServe", "MuxServe")

@@ -74,7 +74,7 @@ def test_coldstart_table_split_and_flags(tmp_path):
     assert cold[list(CS.PARTS)].sum() == pytest.approx(cold["ttft_s"])
     assert cold["flag"] == "" and "still loaded weights" in tab.iloc[1]["flag"]
     sp = CS.speedups(tab)
-    assert sp.iloc[0]["cold_over_prewarmed"] == pytest.approx(32.05 / 14.41)
+    assert sp.iloc[0]["cold_over_prewarmed_vmm"] == pytest.approx(32.05 / 14.41)
 
 
 def _errors(oracle_err: float = 0.0) -> pd.DataFrame:

@@ -100,7 +100,8 @@ class FakeBackend(Backend):
                 self._use(g, -rep.bytes_per_gpu)
 
     # ---- verbs ----------------------------------------------------------
-    def start_instance(self, model: str, gpus: tuple[int, ...], mem_fraction: float = 1.0) -> int:
+    def start_instance(self, model: str, gpus: tuple[int, ...], mem_fraction: float = 1.0,
+                       compute_share: float | None = None) -> int:
         self.commands.append("start")
         spec = self.state.models[model]
         if len(gpus) != spec.tp or len({g // self.state.gpus_per_node for g in gpus}) != 1:

@@ -1,16 +1,15 @@
-"""System policies on the stand-in backend: forecasting windows, re-planning rule, MuxServe and
-ServerlessLLM placement rules."""
+"""System policies on the stand-in backend: forecasting windows, re-planning rule, ServerlessLLM
+placement rules (MuxServe's are in test_muxserve.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
-from control_fakes import GIB, FakeBackend
+from control_fakes import FakeBackend
 
 from warmserve.config import load_yaml, model_specs
 from warmserve.control.controller import Controller
-from warmserve.control.muxserve import MuxServePolicy
 from warmserve.control.policy import PolicyInputs
 from warmserve.control.seam import Prewarm
 from warmserve.control.serverlessllm import ServerlessLLMPolicy
@@ -80,34 +79,6 @@ def test_warmserve_bad_config_is_an_input_error():
     with pytest.raises(InputError, match="no priors for model"):
         WarmServePolicy(PolicyInputs(models=SPECS, nodes=1, gpus_per_node=8, hardware=HW,
                                      priors=priors().query(f"model == '{M7}'")), forecaster=PaperForecaster())
-
-
-def test_muxserve_colocates_and_splits_memory():
-    specs = model_specs("paper4")
-    pri = pd.DataFrame([{"model": m, "window": 0, "prior_mean": v, "prior_peak": 2 * v}
-                        for m, v in zip(specs, [40.0, 10.0, 5.0, 3.0], strict=True)])
-    p = MuxServePolicy(PolicyInputs(models=specs, nodes=1, gpus_per_node=8, hardware=HW, priors=pri))
-    plan = p._plan
-    # every model resident; the most popular one twice (peak 80 -> ceil(80/32) = 3 wanted, as many as fit)
-    assert {m for m, _, _ in plan} == set(specs)
-    per_gpu = {}
-    for _, gpus, frac in plan:
-        assert 0 < frac <= 1
-        for g in gpus:
-            per_gpu[g] = per_gpu.get(g, 0.0) + frac
-    assert max(per_gpu.values()) <= 1 + 1e-9  # fractions of a GPU's pool never exceed it
-    assert any(v < 1 and v > 0 for _, _, v in plan)  # somebody shares a GPU
-
-
-def test_muxserve_that_cannot_hold_the_models_is_an_input_error():
-    specs = model_specs("paper4")
-    pri = pd.DataFrame([{"model": m, "window": 0, "prior_mean": 1.0, "prior_peak": 1.0} for m in specs])
-    small = load_yaml("hardware", "a100-80gb")
-    small.gpu_mem_bytes = 24 * GIB  # a 70B shard is 32 GiB per GPU at TP4
-    with pytest.raises(InputError, match="cannot hold the models"):
-        MuxServePolicy(PolicyInputs(models=specs, nodes=1, gpus_per_node=4, hardware=small, priors=pri))
-    with pytest.raises(InputError, match="mesh_gpus"):
-        MuxServePolicy(PolicyInputs(models=specs, nodes=1, gpus_per_node=2, hardware=HW, priors=pri))
 
 
 def test_serverlessllm_prefers_nodes_whose_dram_holds_the_checkpoint():

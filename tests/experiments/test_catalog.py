@@ -18,7 +18,12 @@ def test_every_preset_and_notebook_exists() -> None:
         assert (REPO_ROOT / "notebooks" / exp.notebook).is_file(), exp.notebook
         for preset in exp.presets:
             assert (configs_dir() / "experiment" / f"{preset}.yaml").is_file(), preset
-        assert bool(exp.presets) != bool(exp.script), f"{exp.name}: presets xor script"
+        assert exp.presets or exp.script, f"{exp.name}: runs nothing"
+        if exp.script:
+            import importlib
+
+            mod, fn = exp.script.split(":")
+            assert callable(getattr(importlib.import_module(mod), fn)), exp.script
 
 
 @pytest.mark.parametrize("preset", sorted({p for e in CATALOG.values() for p in e.presets}))

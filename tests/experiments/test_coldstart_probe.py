@@ -12,11 +12,11 @@ from warmserve.config import configs_dir
 from warmserve.run import execute
 
 
-def _probe(kind: str, out: Path) -> pd.DataFrame:
+def _probe(kind: str, out: Path, *extra: str) -> pd.DataFrame:
     with initialize_config_dir(config_dir=str(configs_dir()), version_base=None):
         cfg = compose(config_name="run", overrides=[
             f"system=probe_{kind}", "workload=coldstart", "cluster=paper_2x8", f"out={out}", "trace=false",
-            "progress=false"])
+            "progress=false", *extra])
     execute(cfg)
     return pd.read_parquet(out / "requests.parquet")
 
@@ -42,3 +42,13 @@ def test_unknown_probe_kind_is_rejected() -> None:
 
     with pytest.raises(ValueError, match="probe kind"):
         ProbePolicy(inputs=None, kind="lukewarm")  # type: ignore[arg-type]
+
+
+def test_sleep_mode_probe_wakes_by_the_fixed_part_and_a_copy(tmp_path: Path) -> None:
+    """``hardware.lifecycle.prewarm_mechanism=sleep``: the prewarmed probe's init is the calibrated wake
+    (0.40 s, docs/lifecycle.md §4) and its load the weights' copy over the node's links (7B: 13.48 GB at 25.7 GB/s)."""
+    r = _probe("prewarmed", tmp_path / "sleep", "hardware.lifecycle.prewarm_mechanism=sleep").set_index("model")
+    assert set(r["start_kind"].astype(str)) == {"prewarmed"}
+    assert r["init_s"].to_numpy() == pytest.approx([0.40] * 3)
+    assert r.loc["llama2-7b-0", "load_s"] == pytest.approx(13476831232 / 25.7e9)
+    assert r["load_s"].is_monotonic_increasing  # bigger shards (and shared switches) take longer to copy

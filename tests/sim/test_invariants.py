@@ -1,6 +1,6 @@
 """Twin invariants over many random small scenarios (Hypothesis, chaos policy).
 
-Memory never oversubscribed (the ledger raises; refused verbs leave it
+Memory never oversubscribed, GPU and (sleep mode) pinned host memory (the ledger raises; refused verbs leave it
 untouched; books cross-checked), every request ends with a status, TTFT =
 queue + load + init + prefill exactly, time never goes backwards, and the same
 seed gives byte-identical requests.parquet.
@@ -35,6 +35,8 @@ scenarios = st.builds(
     prewarm_is_engine=st.booleans(),
     busy_start_slowdown=st.sampled_from([1.0, 1.3]),
     kv_cache_bytes=st.sampled_from([None, 2**31]),
+    prewarm_mechanism=st.sampled_from(["vmm", "sleep"]),
+    host_gib=st.sampled_from([None, 16, 40]),  # 16 GiB: one 7B replica asleep per node at most
 )
 
 
@@ -65,6 +67,12 @@ def test_twin_invariants(sc: Scenario) -> None:
     for g in range(len(b.state.gpus)):
         d = np.frombuffer(b.ledger.log_delta, dtype=np.int64)[np.frombuffer(b.ledger.log_gpu, dtype=np.int32) == g]
         assert (np.cumsum(d) <= b.state.gpus[g].capacity_bytes).all()
+    # sleeping replicas: pinned host memory never past its capacity, and the books match the replicas left
+    assert all(p <= b.host.capacity for p in b.host.peak)
+    for node in range(b.state.nodes):
+        assert b.host.held[node] == sum(v for (m, gs), v in b.sleepers.asleep.items() if gs[0] // b.state.gpus_per_node == node)
+    if sc.prewarm_mechanism == "sleep":
+        assert b.ledger.held and all(h[2] == 0 for h in b.ledger.held)  # asleep = no GPU memory
     # same seed -> byte-identical request log
     b2, *_ = run(sc)
     assert parquet_bytes(b2.request_log()) == parquet_bytes(log)

@@ -14,6 +14,7 @@ from warmserve.control.policy import SystemPolicy
 from warmserve.control.seam import CapacityError, StartInstance
 from warmserve.sim.backend import SimBackend
 from warmserve.sim.events import EventLoop
+from warmserve.sim.lifecycle import engine_start_s, first_step_blocks
 from warmserve.sim.links import Flow, LinkNetwork
 from warmserve.sim.profile import load_profile
 
@@ -100,12 +101,19 @@ def test_cold_start_split_matches_lifecycle_and_links() -> None:
     r = log.iloc[0]
     lc = HW.lifecycle
     spec = _specs(("a", "c"))["m7a"]
-    bottleneck = min(HW.nvme_Bps, HW.pcie_h2d_Bps, HW.switch_uplink_Bps, HW.host_mem_Bps)
+    bottleneck = min(HW.nvme_Bps, HW.pcie_h2d_Bps, HW.switch_uplink_Bps, HW.host_mem_Bps, HW.vllm_loader_Bps)
     assert r.start_kind == "cold"
     assert r.load_s == pytest.approx(spec.bytes_per_gpu / bottleneck)
-    assert r.init_s == pytest.approx(lc.process_start_s + lc.cuda_context_s + lc.engine_init_s + lc.kv_alloc_s)
+    engine_init = lc.engine_init_s + lc.engine_init_s_per_GB * spec.bytes_per_gpu / 1e9
+    assert r.init_s == pytest.approx(lc.process_start_s + lc.cuda_context_s + engine_init + lc.kv_alloc_s)
     assert r.queue_s == pytest.approx(0.0, abs=1e-9)
     assert r.ttft_s == pytest.approx(r.load_s + r.init_s + LAT7.prefill_s(100))
+
+
+def _first_kv_map_s(spec) -> float:
+    """Mapping the KV blocks a first step can touch: ceil((max_model_len + block) / block) blocks of this GPU."""
+    lim = HW.engine
+    return HW.lifecycle.mapping_s_per_GB * first_step_blocks(lim) * spec.kv_bytes_per_token * lim.kv_block_tokens / 1e9
 
 
 def test_prewarmed_start_with_memory_switching_pays_only_attach_and_mapping() -> None:
@@ -116,7 +124,10 @@ def test_prewarmed_start_with_memory_switching_pays_only_attach_and_mapping() ->
     lc = HW.lifecycle
     spec = _specs(("a", "c"))["m7a"]
     assert r.start_kind == "prewarmed" and r.load_s == 0
-    assert r.init_s == pytest.approx(lc.engine_attach_s + lc.mapping_s_per_GB * spec.bytes_per_gpu / 1e9 + lc.kv_alloc_s)
+    # by hand (a100-80gb): attach 1.0 s + 9 blocks x 256 tokens x 512 KiB = 1.2080 GB x 0.0179 s/GB
+    assert lc.engine_attach_s == 1.0 and lc.mapping_s_per_GB == 0.0179 and spec.kv_bytes_per_token == 2**19
+    assert r.init_s == pytest.approx(1.0 + 9 * 256 * 2**19 * 0.0179 / 1e9)
+    assert r.init_s == pytest.approx(lc.engine_attach_s + _first_kv_map_s(spec))
     tl = b.timeline()
     assert list(tl.loc[tl.kind.isin(["prewarm_start", "prewarm_done", "claim"]), "kind"]) == [
         "prewarm_start", "prewarm_done", "claim"]
@@ -283,7 +294,7 @@ def test_prewarm_as_engine_takes_a_whole_start_and_a_claim_waits_for_it() -> Non
     feats = BackendFeatures(worker_pool=True, memory_switching=True)
     lc = HW.lifecycle
     spec = _specs(("a", "c"))["m7a"]
-    bottleneck = min(HW.nvme_Bps, HW.pcie_h2d_Bps, HW.switch_uplink_Bps, HW.host_mem_Bps)
+    bottleneck = min(HW.nvme_Bps, HW.pcie_h2d_Bps, HW.switch_uplink_Bps, HW.host_mem_Bps, HW.vllm_loader_Bps)
     engine = lc.process_start_s + lc.engine_init_s + spec.bytes_per_gpu / bottleneck
     # claimed long after the standby is up: only the attach is paid
     b, log = _run([(0, engine + 50, "m7a", 100, 2)], [], setup_ready=False, launch=(0,), features=feats,
@@ -292,20 +303,18 @@ def test_prewarm_as_engine_takes_a_whole_start_and_a_claim_waits_for_it() -> Non
     assert tl.loc[tl.kind == "prewarm_done", "t_s"].iloc[0] == pytest.approx(engine)
     r = log.iloc[0]
     assert r.start_kind == "prewarmed"
-    assert r.init_s + r.load_s == pytest.approx(lc.engine_attach_s + lc.mapping_s_per_GB * spec.bytes_per_gpu / 1e9
-                                                 + lc.kv_alloc_s)
+    assert r.init_s + r.load_s == pytest.approx(lc.engine_attach_s + _first_kv_map_s(spec))
     # claimed while the standby engine is still starting: the request waits for the rest of that start
     b, log = _run([(0, 1.0, "m7a", 100, 2)], [], setup_ready=False, launch=(0,), features=feats,
                   pre=lambda b: b.prewarm("m7a", (0,)), prewarm_is_engine=True)
     r = log.iloc[0]
     assert r.start_kind == "prewarmed"
-    assert r.first_token_s == pytest.approx(engine + lc.mapping_s_per_GB * spec.bytes_per_gpu / 1e9 + lc.kv_alloc_s
-                                            + LAT7.prefill_s(100))
+    assert r.first_token_s == pytest.approx(engine + _first_kv_map_s(spec) + LAT7.prefill_s(100))
 
 
 def test_busy_start_slowdown_applies_only_next_to_another_engine() -> None:
     lc = HW.lifecycle
-    alone = lc.process_start_s + lc.cuda_context_s + lc.engine_init_s
+    alone = engine_start_s(lc, _specs(("a", "c"))["m7a"], fresh_process=True)
     # alone on the node: the calibrated start
     _, log = _run([(0, 0.0, "m7a", 100, 2)], [], setup_ready=False, launch=(0,), busy_start_slowdown=1.5)
     assert log.iloc[0].init_s == pytest.approx(alone + lc.kv_alloc_s)

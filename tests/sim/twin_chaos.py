@@ -54,12 +54,14 @@ class ChaosPolicy(SystemPolicy):
 
     def _try(self, fn, *args) -> None:
         before = [g.used_bytes for g in self.b.state.gpus]
+        host = list(self.b.host.held)
         try:
             fn(*args)
             self.applied += 1
         except CapacityError:
             self.refused += 1
             assert [g.used_bytes for g in self.b.state.gpus] == before, "a refused verb changed memory"
+            assert self.b.host.held == host, "a refused verb changed pinned host memory"
         self.b.ledger.check()
 
     def on_tick(self, ctx: PolicyContext) -> list[Command]:

@@ -38,6 +38,8 @@ class Scenario:
     prewarm_is_engine: bool = False   # lifecycle.prewarm_is_engine
     busy_start_slowdown: float = 1.0  # lifecycle.busy_start_slowdown
     kv_cache_bytes: int | None = None  # engine.kv_cache_bytes
+    prewarm_mechanism: str = "vmm"     # lifecycle.prewarm_mechanism
+    host_gib: int | None = None        # host_dram_bytes in GiB (None = the profile's 2 TiB)
 
 
 class RecordingController(Controller):
@@ -85,13 +87,17 @@ def _specs(mix: tuple[str, ...]) -> dict:
 
 def hardware(gpu_gib: int, block_tokens: int, scheduler: str = "prefill_first", worker_pool: int | None = None,
              prewarm_is_engine: bool = False, busy_start_slowdown: float = 1.0,
-             kv_cache_bytes: int | None = None) -> dict:
+             kv_cache_bytes: int | None = None, prewarm_mechanism: str = "vmm", host_gib: int | None = None) -> dict:
     hw = copy.deepcopy(_base_hw())
     hw["gpu_mem_bytes"] = gpu_gib * 2**30
     hw["engine"]["kv_block_tokens"] = block_tokens
     hw["engine"]["scheduler"] = scheduler
     hw["lifecycle"]["worker_pool_per_node"] = worker_pool
-    hw["lifecycle"]["prewarm_is_engine"] = prewarm_is_engine
+    hw["lifecycle"]["prewarm_is_engine"] = prewarm_is_engine and prewarm_mechanism != "sleep"  # they exclude each other
+    hw["lifecycle"]["prewarm_mechanism"] = prewarm_mechanism
+    if host_gib is not None:
+        hw["host_dram_bytes"] = host_gib * 2**30
+        hw["host_cache_bytes"] = min(hw["host_cache_bytes"], host_gib * 2**30 // 2)
     hw["lifecycle"]["busy_start_slowdown"] = busy_start_slowdown
     hw["engine"]["kv_cache_bytes"] = kv_cache_bytes
     return hw
@@ -112,7 +118,7 @@ def run(sc: Scenario):
     models = _specs(tuple(sc.mix))
     b = SimBackend(models=models, cluster={"nodes": sc.nodes, "gpus_per_node": sc.gpn},
                    hardware=hardware(sc.gpu_gib, sc.block_tokens, sc.scheduler, sc.worker_pool, sc.prewarm_is_engine,
-                                     sc.busy_start_slowdown, sc.kv_cache_bytes),
+                                     sc.busy_start_slowdown, sc.kv_cache_bytes, sc.prewarm_mechanism, sc.host_gib),
                    features=sc.features, seed=sc.seed,
                    setup_ready=sc.setup_ready)
     pol = ChaosPolicy(b, seed=sc.seed)

@@ -88,3 +88,89 @@ def test_cpu_profile_is_a_valid_twin_hardware_profile():
     assert cfg.lifecycle.process_start_s == 20.0 and cfg.lifecycle.engine_init_s == pytest.approx(39.8)
     assert cfg.nvme_GBps == pytest.approx(2 * 2.3e9 / 0.4 / 1e9, rel=1e-3)
     assert set(cfg.latency) == {"tiny-s", "tiny-m"} and cfg.engine.max_num_batched_tokens == 4096
+
+
+# ---- the GPU mode's fixes (run without torch, transformers or cuda-python: fakes stand in) ----
+def test_gpu_calibration_uses_the_real_llama2_mlp_sizes():
+    """Finding 7: 11008 / 13824 / 28672 (configs/model intermediate), not 4h x 2/3 rounded."""
+    from warmserve.calibrate.gpu import llama_config_kwargs
+
+    sizes = {b: llama_config_kwargs(b)["intermediate_size"] for b in ("llama2-7b", "llama2-13b", "llama2-70b")}
+    assert sizes == {"llama2-7b": 11008, "llama2-13b": 13824, "llama2-70b": 28672}
+    assert llama_config_kwargs("llama2-70b", layers=2)["num_hidden_layers"] == 2
+
+
+def _fake_torch_and_transformers(monkeypatch) -> list:
+    """Just enough torch / transformers for llama_stack: records the default dtype at construction."""
+    import contextlib
+    import sys
+    import types
+
+    seen: list = []
+    torch = types.ModuleType("torch")
+    torch.float16, torch.float32 = "float16", "float32"
+    torch._default = "float32"
+    torch.get_default_dtype = lambda: torch._default
+    torch.set_default_dtype = lambda d: setattr(torch, "_default", d)
+    torch.device = lambda dev: contextlib.nullcontext()
+    tf = types.ModuleType("transformers")
+
+    class LlamaConfig:
+        def __init__(self, **kw):
+            self.__dict__.update(kw)
+
+    class LlamaForCausalLM:
+        def __init__(self, cfg):
+            self.config = cfg
+            seen.append(("built", torch._default))
+
+        def to(self, *a, **kw):
+            seen.append(("to", a, kw))
+            return self
+
+        def eval(self):
+            return self
+
+    tf.LlamaConfig, tf.LlamaForCausalLM = LlamaConfig, LlamaForCausalLM
+    monkeypatch.setitem(sys.modules, "torch", torch)
+    monkeypatch.setitem(sys.modules, "transformers", tf)
+    return seen
+
+
+def test_gpu_calibration_builds_the_stack_in_fp16_directly(monkeypatch):
+    """Finding 6: building in fp32 and casting doubles the peak (70B never fits); no fp32 copy may exist."""
+    from warmserve.calibrate.gpu import llama_stack
+
+    seen = _fake_torch_and_transformers(monkeypatch)
+    model, scale = llama_stack("llama2-70b", "cuda", layers=8)
+    assert seen == [("built", "float16")]
+    assert scale == 10 and model.config.intermediate_size == 28672
+    import sys
+
+    assert sys.modules["torch"].get_default_dtype() == "float32"  # restored
+
+
+def test_vmm_timing_takes_the_old_cuda_python_path_and_records_a_driver_error(monkeypatch):
+    """Finding 8: cuda-python < 12.6.1 has only `from cuda import cuda`; a driver error is recorded, the
+    calibration goes on (it used to abort before writing anything, or claim cuda-python was missing)."""
+    import sys
+    import types
+
+    from warmserve.calibrate.gpu import cuda_driver, measure_vmm
+    from warmserve.calibrate.profile import gpu_profile_summary
+
+    old = types.ModuleType("cuda")
+    old.cuda = types.SimpleNamespace(cuInit=lambda flags: (101,))  # CUDA_ERROR_INVALID_DEVICE
+    monkeypatch.setitem(sys.modules, "cuda", old)
+    monkeypatch.setitem(sys.modules, "cuda.bindings", None)
+    assert cuda_driver() is old.cuda
+    logged: list[str] = []
+    res = measure_vmm(logged.append)
+    assert res["status"] == "driver_error" and "101" in res["error"]
+    assert logged and "not installed" not in logged[0]
+    monkeypatch.setitem(sys.modules, "cuda", None)
+    assert measure_vmm(logged.append) == {"status": "not_installed"}
+    raw = {"device_name": "fake", "h2d_pinned_GBps": 25.0, "h2d_pageable_GBps": 10.0, "gpu_mem_bytes": 1,
+           "vmm": res, "latency": {}}
+    text = gpu_profile_summary(raw, "cmd")
+    assert "driver error" in text and "mapping_s_per_GB" not in text

@@ -74,15 +74,36 @@ START_KIND_LABELS: dict[str, str] = {
 }
 
 
+_VARIANT = re.compile(r"^(?P<base>[a-z_]+)-ka(?P<ka>[0-9.]+)$")
+SLEEP_SUFFIX = "-sleep"  # <base>-sleep: <base>'s prewarming through upstream vLLM sleep mode instead of our VMM design
+
+
+def base_system(system: str) -> str:
+    """The system a variant belongs to: ``serverlessllm-ka60`` -> ``serverlessllm``, ``warmserve-sleep`` ->
+    ``warmserve``; a plain name is its own base."""
+    if (m := _VARIANT.match(system)) is not None:
+        return m["base"]
+    return system.removesuffix(SLEEP_SUFFIX)
+
+
 def label(system: str) -> str:
-    """Readable name of a system (its config name when unknown)."""
+    """Readable name of a system (its config name when unknown); ``serverlessllm-ka60`` (a
+    keep-alive variant, experiment ``main_keepalive``) reads "ServerlessLLM-style, keep-alive 60 s",
+    ``warmserve-sleep`` reads "WarmServe, vLLM sleep mode"."""
+    if (m := _VARIANT.match(system)) is not None:
+        return f"{SYSTEM_LABELS.get(m['base'], m['base'])}, keep-alive {float(m['ka']):g} s"
+    if system.endswith(SLEEP_SUFFIX):
+        return f"{label(system.removesuffix(SLEEP_SUFFIX))}, vLLM sleep mode"
     return SYSTEM_LABELS.get(system, system)
 
 
 def ordered(systems: object, order: tuple[str, ...] = MAIN_ORDER) -> list[str]:
     """The systems present, in ``order`` first, unknown ones after (alphabetically)."""
     present = {str(s) for s in systems}  # type: ignore[attr-defined]
-    return [s for s in order if s in present] + sorted(present - set(order))
+    rank = {s: i for i, s in enumerate(order)}
+    # variants (serverlessllm-ka60, warmserve-sleep) right after their base system, unknown ones last
+    rest = sorted(present - set(order), key=lambda s: (rank.get(base_system(s), len(order)), natural_key(s)))
+    return [s for s in order if s in present] + rest
 
 
 def palette(systems: list[str]) -> dict[str, tuple[float, float, float]]:
@@ -100,9 +121,9 @@ def hue_args(systems: object, order: tuple[str, ...] = MAIN_ORDER,
              labels: dict[str, str] | None = None) -> dict[str, object]:
     """``hue_order`` and ``palette`` for seaborn when ``hue`` is the readable label column."""
     names = ordered(systems, order)
-    lab = labels or SYSTEM_LABELS
     pal = palette(names)
-    return {"hue_order": [lab.get(s, s) for s in names], "palette": {lab.get(s, s): pal[s] for s in names}}
+    name = (lambda s: labels.get(s, s)) if labels else label
+    return {"hue_order": [name(s) for s in names], "palette": {name(s): pal[s] for s in names}}
 
 
 def sort_systems(df: pd.DataFrame, before: tuple[str, ...] = (), after: tuple[str, ...] = (),

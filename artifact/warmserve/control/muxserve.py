@@ -1,40 +1,53 @@
 """MuxServe-style serving (Duan et al., ICML'24): static colocation of all models, no cold starts.
 
-MuxServe places every LLM once, up front, on GPU *meshes* and multiplexes
-colocated LLMs on the same GPUs (compute shares via MPS, one unified KV
-pool). Its placement (Algorithm 1 of the paper) sorts LLMs by computational
-demand and greedily puts each on the mesh where it adds the least load,
-subject to memory. Our rendering over the seam:
+MuxServe places every LLM once, up front, on GPU *meshes* that cover every
+GPU of the cluster, and multiplexes colocated LLMs on the same GPUs (SM shares
+via MPS, one KV pool per mesh). The placement itself -- mesh candidates,
+greedy by rate x size, decode/prefill SM shares, the best layout -- is
+``warmserve.control.mux_placement``; this module turns the system config and
+the forecast into its inputs and its layout into ``StartInstance`` commands:
 
-1. **Meshes**: each node is cut into meshes of ``mesh_gpus`` GPUs (default:
-   the largest TP degree of the mix); an instance of TP ``t`` occupies ``t``
-   aligned GPUs of one mesh.
-2. **Demand** of a model = its forecast mean concurrency over the replayed
-   hour (the mean of the published priors, ``history.parquet``) x per-GPU
-   weight bytes (a proxy for compute per request). Instances per model:
-   ``max(1, ceil(max prior peak / capacity))``, as many as fit.
-3. **Greedy placement**, highest demand per instance first: the aligned GPU
-   block with the least summed demand already placed there whose memory
-   still holds the weights of everything on it plus ``min_kv_fraction`` of
-   the pool per instance. Every model gets at least one instance, or the
-   config is an ``InputError`` ("cannot hold the models").
-4. **Memory split**: on each GPU, each instance gets its weights plus a
-   share of the remaining pool proportional to its demand; an instance's
-   ``mem_fraction`` is the smallest share over its GPUs.
+* **Demand** of a model = its forecast concurrency over the replayed hour from
+  the published priors (``history.parquet``): the mean of ``prior_mean``
+  (``rate: mean``, MuxServe plans for the average rate) or the largest
+  ``prior_peak`` (``rate: peak``).
+* **Size class** (MuxServe's 7/13/30/65B classes: rate scale 1/2/4/8, prefill
+  SM share 80/90/100/100 %) from the model's parameter count, ``weight_bytes /
+  bytes_per_param``, against ``size_classes`` in ``configs/system/muxserve.yaml``.
+* **Memory**: each instance keeps its weights plus a KV reserve per GPU: the
+  larger of ``min_kv_fraction`` of the pool and what the engine needs to admit
+  one ``max_model_len`` sequence.
+* Every instance carries its SM share (``StartInstance.compute_share``); the
+  twin stretches its iterations by ``warmserve.control.mps``. The testbed does
+  not enforce it (no MPS on its engines), which the run's notes record.
 
 Routing is the shared least-loaded router with per-instance ``capacity``;
-nothing ever scales, stops or prewarms. The compute contention of colocated
-instances is the backend's (``colocation_slowdown`` in the hardware profile).
+nothing ever scales, stops or prewarms.
 """
 
 from __future__ import annotations
 
-import math
-from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+from warmserve.control.mps import ShareModel
+from warmserve.control.mux_placement import Instance, Layout, Llm, Params, instances, place
 from warmserve.control.policy import PolicyContext, PolicyInputs, SystemPolicy
-from warmserve.control.seam import Command, GpuSet, StartInstance
+from warmserve.control.seam import Command, ModelSpec, StartInstance
 from warmserve.errors import InputError
+
+RATES = ("mean", "peak")
+
+
+def size_class(spec: ModelSpec, classes: Sequence[Mapping[str, Any]], bytes_per_param: float) -> tuple[int, float]:
+    """``(rate scale, prefill share)`` of the first class whose ``max_params_b`` holds the model (null = any)."""
+    params_b = spec.weight_bytes / bytes_per_param / 1e9
+    for c in classes:
+        cap = c.get("max_params_b")
+        if cap is None or params_b <= float(cap):
+            return int(c["scale"]), float(c["prefill_share"])
+    raise InputError(f"muxserve: model '{spec.name}' ({params_b:.1f} B parameters) is in no size class "
+                     "(end system.policy.size_classes with max_params_b: null)")
 
 
 class MuxServePolicy(SystemPolicy):
@@ -43,124 +56,87 @@ class MuxServePolicy(SystemPolicy):
     def __init__(
         self,
         inputs: PolicyInputs,
-        capacity: int = 32,
-        mesh_gpus: int | None = None,
-        min_kv_fraction: float = 0.05,
-        max_instances_per_model: int | None = None,
+        *,
+        capacity: int,
+        min_kv_fraction: float,
+        mesh_sizes: Sequence[int],
+        decode_share_grid: Sequence[float],
+        overload_share: float,
+        rate: str,
+        bytes_per_param: float,
+        size_classes: Sequence[Mapping[str, Any]],
     ) -> None:
         if not 0 <= min_kv_fraction < 1:
             raise InputError("system.policy.min_kv_fraction must be in [0, 1)")
+        if rate not in RATES:
+            raise InputError(f"system.policy.rate must be one of {RATES}, got {rate!r}")
+        grid = tuple(sorted(float(s) for s in decode_share_grid))
+        if not grid or not all(0 < s <= 1 for s in grid):
+            raise InputError("system.policy.decode_share_grid must be shares in (0, 1]")
+        sizes = tuple(int(s) for s in mesh_sizes)
+        if not sizes or any(s < 1 for s in sizes):
+            raise InputError("system.policy.mesh_sizes must be positive GPU counts")
+        if overload_share < 0:
+            raise InputError("system.policy.overload_share must be >= 0")
         self.inputs = inputs
         self.specs = inputs.models
-        self.models = list(inputs.models)
         self.instance_capacity = capacity
-        self.min_kv_fraction = min_kv_fraction
-        self.max_instances = max_instances_per_model
+        self.rate = rate
         hw = inputs.hardware
         if hw is None or "gpu_mem_bytes" not in hw:
             raise InputError("muxserve needs the hardware profile's gpu_mem_bytes")
         self.pool = int(float(hw["gpu_mem_bytes"]) * float(hw.get("gpu_mem_utilization", 1.0)))
-        self.mesh = mesh_gpus or max(s.tp for s in self.specs.values())
-        if self.mesh > inputs.gpus_per_node or inputs.gpus_per_node % self.mesh:
-            raise InputError(f"system.policy.mesh_gpus={self.mesh} must divide gpus_per_node={inputs.gpus_per_node}")
-        self._plan = self.placement()
+        eng = hw.get("engine") or {}
+        self._block_tokens = int(eng.get("kv_block_tokens", 1))
+        self._max_len = int(eng.get("max_model_len", 0))
+        self.min_kv_fraction = min_kv_fraction
+        shares = ShareModel.from_config(hw.get("compute_sharing"), f"hardware '{hw.get('name', '?')}'")
+        self.params = Params(pool_bytes=self.pool, capacity=capacity, mesh_sizes=sizes, decode_grid=grid,
+                             overload=float(overload_share), shares=shares)
+        self._classes = {m: size_class(s, size_classes, float(bytes_per_param)) for m, s in self.specs.items()}
+        self._rates_used = self._rates()
+        self.llms = [self._llm(m) for m in self.specs]
+        self.layout: Layout = place(inputs.nodes, inputs.gpus_per_node, self.llms, self.params)
+        self._plan: list[Instance] = instances(self.layout, self.llms, self.pool)
+        self.notes = [
+            "muxserve: SM shares (StartInstance.compute_share) are enforced by the twin's compute-sharing model "
+            "(hardware compute_sharing); the testbed backend does not enforce them (no MPS on its engines)",
+            "muxserve meshes: " + "; ".join(
+                f"node {m.node} GPUs {m.first}-{m.first + m.size - 1}: {', '.join(names)}"
+                for m, names in zip(self.layout.meshes, self.layout.on_mesh, strict=True)),
+        ]
 
-    # ---- placement ---------------------------------------------------------
+    # ---- inputs of the placement -------------------------------------------
     def _rates(self) -> dict[str, tuple[float, float]]:
         """(mean, peak) concurrency each model should be provisioned for."""
         pri = self.inputs.priors
         if pri is None:
             raise InputError("muxserve: its static placement needs forecast rates (priors, history.parquet)")
         out = {}
-        for m in self.models:
+        for m in self.specs:
             rows = pri[pri["model"] == m]
             if rows.empty:
                 raise InputError(f"muxserve: no priors for model '{m}'")
             out[m] = (max(0.0, float(rows["prior_mean"].mean())), max(0.0, float(rows["prior_peak"].max())))
         return out
 
-    def placement(self) -> list[tuple[str, GpuSet, float]]:
-        """``(model, gpus, mem_fraction)`` per instance; ``InputError`` if the models do not fit."""
-        rates = self._rates()
-        self._rates_used = rates
-        demand = {m: max(rates[m][0], 1e-9) * self.specs[m].bytes_per_gpu for m in self.models}
-        want = {m: max(1, math.ceil(rates[m][1] / self.instance_capacity)) for m in self.models}
-        if self.max_instances:
-            want = {m: min(w, self.max_instances) for m, w in want.items()}
-        n_gpus = self.inputs.nodes * self.inputs.gpus_per_node
-        weights = [0] * n_gpus  # bytes of weights per GPU
-        load = [0.0] * n_gpus  # demand placed per GPU
-        count = [0] * n_gpus  # instances per GPU
-        placed: list[tuple[str, GpuSet]] = []
-        have: dict[str, int] = defaultdict(int)
-        # one instance of every model first (biggest demand first), then extra ones by demand per instance
-        order = sorted(self.models, key=lambda m: (-demand[m], self.models.index(m)))
-        queue = [(m, True) for m in order]
-        while queue:
-            m, mandatory = queue.pop(0)
-            spec = self.specs[m]
-            block = self._best_block(spec.tp, spec.bytes_per_gpu, weights, load, count, demand[m] / want[m])
-            if block is None:
-                if mandatory:
-                    raise InputError(
-                        f"muxserve: placement cannot hold the models: no mesh has room for '{m}' "
-                        f"({spec.bytes_per_gpu} B/GPU, TP {spec.tp}) on {self.inputs.nodes}x{self.inputs.gpus_per_node} GPUs"
-                    )
-                continue
-            for g in block:
-                weights[g] += spec.bytes_per_gpu
-                load[g] += demand[m] / want[m]
-                count[g] += 1
-            placed.append((m, block))
-            have[m] += 1
-            if mandatory and m == order[-1]:
-                extra = sorted(self.models, key=lambda x: (-demand[x] / want[x], self.models.index(x)))
-                queue += [(x, False) for x in extra for _ in range(want[x] - 1)]
-        return self._fractions(placed, demand, want)
-
-    def _best_block(
-        self, tp: int, size: int, weights: list[int], load: list[float], count: list[int], add: float
-    ) -> GpuSet | None:
-        best: tuple[float, GpuSet] | None = None
-        gpn = self.inputs.gpus_per_node
-        for node in range(self.inputs.nodes):
-            for mesh0 in range(node * gpn, (node + 1) * gpn, self.mesh):
-                for b0 in range(mesh0, mesh0 + self.mesh - tp + 1, tp):
-                    block = tuple(range(b0, b0 + tp))
-                    fits = all(
-                        weights[g] + size + (count[g] + 1) * self.min_kv_fraction * self.pool <= self.pool for g in block
-                    )
-                    if not fits:
-                        continue
-                    key = (round(sum(load[g] for g in block) + add * tp, 9), block)
-                    if best is None or key < best:
-                        best = key
-        return None if best is None else best[1]
-
-    def _fractions(
-        self, placed: list[tuple[str, GpuSet]], demand: dict[str, float], want: dict[str, int]
-    ) -> list[tuple[str, GpuSet, float]]:
-        on_gpu: dict[int, list[int]] = defaultdict(list)
-        for idx, (_, gpus) in enumerate(placed):
-            for g in gpus:
-                on_gpu[g].append(idx)
-        out = []
-        for idx, (m, gpus) in enumerate(placed):
-            share = 1.0
-            for g in gpus:
-                others = on_gpu[g]
-                if len(others) == 1:
-                    continue  # alone on this GPU: the whole pool
-                free = self.pool - sum(self.specs[placed[i][0]].bytes_per_gpu for i in others)
-                w = {i: demand[placed[i][0]] / want[placed[i][0]] for i in others}
-                frac = (self.specs[m].bytes_per_gpu + free * w[idx] / sum(w.values())) / self.pool
-                share = min(share, frac)
-            out.append((m, gpus, share))
-        return out
+    def _llm(self, m: str) -> Llm:
+        spec = self.specs[m]
+        kv_tok = -(-spec.kv_bytes_per_token // spec.tp)
+        block = kv_tok * self._block_tokens
+        # the twin admits an instance only with KV for one max_model_len sequence plus a block;
+        # one more block absorbs the rounding of mem_fraction
+        min_blocks = -(-self._max_len // self._block_tokens) + 2
+        reserve = max(int(self.min_kv_fraction * self.pool), min_blocks * block)
+        scale, prefill = self._classes[m]
+        mean, peak = self._rates_used[m]
+        return Llm(name=m, tp=spec.tp, bytes_per_gpu=spec.bytes_per_gpu, reserve_bytes=reserve,
+                   kv_bytes_per_token_gpu=kv_tok, demand=mean if self.rate == "mean" else peak,
+                   scale=scale, prefill_share=prefill)
 
     # ---- SystemPolicy -----------------------------------------------------
     def setup(self, ctx: PolicyContext) -> list[Command]:
-        return [StartInstance(m, gpus, frac) for m, gpus, frac in self._plan]
+        return [StartInstance(i.model, i.gpus, i.mem_fraction, i.compute_share) for i in self._plan]
 
     def forecast_snapshot(self) -> dict[str, tuple[float, float]]:
         return dict(self._rates_used)

@@ -119,9 +119,18 @@ class Request:
 
 @dataclass(frozen=True, slots=True)
 class StartInstance:
+    """Start an instance of ``model`` on ``gpus``.
+
+    ``compute_share`` is the fraction of each GPU's SMs the instance may use when
+    it shares GPUs with other instances (MuxServe-style, via MPS); ``None`` = the
+    whole GPU. The twin slows iterations by it (``warmserve.control.mps``); the
+    testbed does not enforce it.
+    """
+
     model: str
     gpus: GpuSet
     mem_fraction: float = 1.0
+    compute_share: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,7 +372,8 @@ class Backend(ABC):
     state: ClusterState
 
     @abstractmethod
-    def start_instance(self, model: str, gpus: GpuSet, mem_fraction: float = 1.0) -> int:
+    def start_instance(self, model: str, gpus: GpuSet, mem_fraction: float = 1.0,
+                       compute_share: float | None = None) -> int:
         """Begin starting an instance; returns its id. ``on_instance_ready`` follows."""
 
     @abstractmethod

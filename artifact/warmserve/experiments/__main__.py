@@ -82,14 +82,13 @@ def run(names: list[str], *, quick: bool, force: bool, jobs: int, extra: list[st
         exp = CATALOG[name]
         print(f"== experiment {name}: {exp.claim}", flush=True)
         t0 = time.perf_counter()
-        if exp.script:
+        rc = 0
+        for preset in exp.presets:  # a preset with failed points does not stop the next one
+            rc = run_preset(preset, quick=quick, force=force, jobs=jobs, extra=extra) or rc
+        if exp.script and not rc:
             mod, fn = exp.script.split(":")
             args = (["--quick"] if quick else []) + (["--force"] if force else [])
             rc = int(getattr(importlib.import_module(mod), fn)(args) or 0)
-        else:
-            rc = 0
-            for preset in exp.presets:  # a preset with failed points does not stop the next one
-                rc = run_preset(preset, quick=quick, force=force, jobs=jobs, extra=extra) or rc
         took = time.perf_counter() - t0
         if rc:
             print(f"== experiment {name} FAILED (exit {rc}) after {fmt_duration(took)}", file=sys.stderr)

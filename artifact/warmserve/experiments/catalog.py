@@ -1,8 +1,9 @@
 """The paper's experiments: what each runs, which claim it tests, which notebook draws it.
 
-A *sweep* experiment is one or more Hydra multirun presets in
-``configs/experiment/`` over ``python -m warmserve.run``; a *script*
-experiment is a Python function writing ``results/<name>/``. ``run_all.sh``
+An experiment runs one or more Hydra multirun presets in
+``configs/experiment/`` over ``python -m warmserve.run``, a Python function
+writing ``results/<name>/`` (the capacity searches, the forecast study), or
+both (presets first). ``run_all.sh``
 runs them in catalog order, then the notebooks.
 """
 
@@ -20,8 +21,8 @@ class Experiment:
     name: str
     claim: str  # which claim of the paper it tests
     notebook: str
-    presets: tuple[str, ...] = ()  # configs/experiment/<preset>.yaml (Hydra multirun)
-    script: str | None = None  # "module:function" for non-sweep experiments
+    presets: tuple[str, ...] = ()  # configs/experiment/<preset>.yaml (Hydra multirun), run first
+    script: str | None = None  # "module:function" (argv -> exit code), run after the presets
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -32,13 +33,13 @@ CATALOG: dict[str, Experiment] = {
             "main",
             "up to 50.8x lower tail (P99) TTFT than an autoscaling system (ServerlessLLM)",
             "02_main.ipynb",
-            presets=("main",),
+            presets=("main", "main_contended", "main_keepalive", "main_sleep"),
         ),
         Experiment(
             "capacity",
             "up to 2.5x more requests served under an SLO than a GPU-sharing system (MuxServe)",
             "03_capacity.ipynb",
-            presets=("capacity",),
+            script="warmserve.experiments.capacity_search:main",
         ),
         Experiment(
             "ablation",
@@ -51,6 +52,14 @@ CATALOG: dict[str, Experiment] = {
             "the advantage holds across popularity skew, burstiness, forecast window and error, #models, cluster size",
             "05_sensitivity.ipynb",
             presets=("sens_alpha", "sens_cv", "sens_window", "sens_error", "sens_models", "sens_cluster"),
+        ),
+        Experiment(
+            "lifecycle",
+            "the two claims hold across engine start-up costs (x0.5 to x2 of the published ones) and both prewarm "
+            "mechanisms (the paper's memory switching, upstream vLLM sleep mode)",
+            "05_sensitivity.ipynb",
+            presets=("sens_lifecycle",),
+            script="warmserve.experiments.capacity_search:lifecycle",
         ),
         Experiment(
             "timeline",

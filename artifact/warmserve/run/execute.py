@@ -38,7 +38,7 @@ from typing import Any
 
 import pandas as pd
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from warmserve.atomic import atomic_output_dir, check_output_dir
 from warmserve.config import REPO_ROOT, model_specs
@@ -90,7 +90,15 @@ def _specs(value: Any) -> dict[str, ModelSpec]:
 
 
 def load_workload(cfg: DictConfig) -> Workload:
-    """Build the replayed workload from ``cfg.workload`` through the workload package."""
+    """Build the replayed workload from ``cfg.workload`` through the workload package.
+
+    ``workload.seed: null`` (the presets' default) takes the run's ``seed``, so a seed sweep
+    replays different request samples; the effective seed is written back into ``cfg`` so
+    ``run.json`` records it.
+    """
+    if OmegaConf.select(cfg, "workload.seed", default=None) is None and OmegaConf.select(cfg, "workload") is not None:
+        with open_dict(cfg):
+            cfg.workload.seed = int(_get(cfg, "seed", 42))
     bundle = build_workload(cfg.workload)
     meta = dict(bundle.meta or {})
     replay_s = float(_get(cfg, "replay_s", meta.get("replay_s", _get(cfg, "workload.replay_s", _RECIPE.replay_s))))

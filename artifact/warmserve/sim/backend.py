@@ -5,11 +5,13 @@ memory change goes through the ``Ledger``, every weight load is a ``Flow``
 over shared links, every instance is an ``Instance`` batching at iteration
 granularity. Verbs follow the memory semantics written in ``seam.py``.
 
-Start lifecycle (costs from the hardware profile's ``lifecycle`` block)::
+Start lifecycle (costs from the hardware profile's ``lifecycle`` block, computed in
+``warmserve.sim.lifecycle``; docs/lifecycle.md gives every value's source)::
 
     created --init--> load phase --post--> ready
     init = (process_start + cuda_context unless a pre-spawned worker serves it)
-           + engine_attach                      if it adopts a resident replica
+           + engine_attach                      if it adopts a resident replica (vmm)
+           + sleep_wake                         if it wakes a sleeping replica (sleep)
            + engine_init + tp_comm (tp > 1)     otherwise
     (with ``worker_pool``, a worker is available if the node's pool, ``lifecycle.worker_pool_per_node``,
     has one; a used worker is replaced when the start it served ends, ready worker_refill_s (default
@@ -17,16 +19,19 @@ Start lifecycle (costs from the hardware profile's ``lifecycle`` block)::
     With ``lifecycle.prewarm_is_engine`` -- the CPU testbed -- a replica is a whole standby engine:
     its load begins process_start + engine_init after the prewarm, and adopting it costs
     engine_attach only.)
-    load = weight load over the links (or the wait for an adopted replica still loading)
-    post = mapping (bytes / GB x mapping_s_per_GB, adopted replica only) + kv_alloc
+    load = weight load over the links (or the wait for an adopted replica still loading; a sleeping
+           replica's copy from pinned host memory)
+    post = mapping the KV blocks a first step can touch (adopted vmm replica; the rest of the KV
+           cache is mapped in the background, lifecycle.kv_ramp) or kv_alloc (cold / worker)
 
 The request log's TTFT split attributes a request's wait to ``load`` and
 ``init`` only where it overlaps those phases of the instance that served it;
 the rest before its prefill is ``queue``.
 
 Simplifications (documented, deliberate): a stopped-while-starting instance
-with requests finishes starting and drains them; colocation slowdown is
-sampled when an iteration starts; lent KV blocks are taken only from free
+with requests finishes starting and drains them; the slowdown of instances
+sharing GPUs (their SM shares, ``warmserve.control.mps``) is sampled when an
+iteration starts; lent KV blocks are taken only from free
 blocks, so lending never preempts by itself.
 """
 
@@ -42,6 +47,7 @@ import numpy as np
 import pandas as pd
 
 from warmserve.control.features import BackendFeatures
+from warmserve.control.mps import oversubscription
 from warmserve.control.seam import (
     Backend,
     CapacityError,
@@ -62,6 +68,14 @@ from warmserve.run.protocol import ReplayInfo
 from warmserve.sim.events import EventLoop
 from warmserve.sim.instance import Instance
 from warmserve.sim.ledger import KV, PREWARM, WEIGHTS, Ledger
+from warmserve.sim.lifecycle import (
+    ADOPT,
+    WAKE,
+    SleepingReplicas,
+    kv_ramp,
+    plan_start,
+    sleep_prewarm_delay_s,
+)
 from warmserve.sim.links import LinkNetwork
 from warmserve.sim.loading import Loader, LoadJob
 from warmserve.sim.outputs import build_request_log, build_timeline, build_utilization
@@ -134,8 +148,11 @@ class SimBackend(Backend):
         lc = self.hw.lifecycle
         self.workers = WorkerPool(self.loop, nodes, lc.worker_pool_per_node,
                                   lc.process_start_s if lc.worker_refill_s is None else lc.worker_refill_s)
+        self.sleepers = SleepingReplicas(self.state, self.hw, self.features)  # sleep mode's pinned host memory
+        self.host = self.sleepers.host
         self._setup = False
         self._colocated = 0
+        self._share: dict[int, float] = {}  # instance id -> SM share (instances started with one)
         self._ended = 0
         self._delivered = 0
         self._n = 0
@@ -169,15 +186,18 @@ class SimBackend(Backend):
             if self.state.gpus[g].free_bytes < nbytes:
                 raise CapacityError(f"{what}: GPU {g} has {self.state.gpus[g].free_bytes} B free, needs {nbytes} B")
 
-    def _slow(self, inst: Instance) -> float:
-        extra = max(len(self.state.gpus[g].instances) for g in inst.st.gpus) - 1
-        return 1.0 + self.hw.colocation_slowdown * extra
+    def _slow(self, inst: Instance) -> tuple[float, float]:
+        """(prefill, decode) iteration-time factors of ``inst`` from its SM share and its GPUs' load."""
+        share = self._share.get(inst.st.instance_id)
+        o = oversubscription([self._share.get(i) for i in self.state.gpus[g].instances] for g in inst.st.gpus)
+        return self.hw.compute_sharing.factors(1.0 if share is None else share, len(inst.st.gpus), o)
 
     def _update_slow(self, gs: GpuSet) -> None:
-        """Colocation factor of every instance on these GPUs (applies from its next iteration)."""
+        """Compute-sharing factors of every instance on these GPUs (apply from its next iteration)."""
         for g in gs:
             for iid in self.state.gpus[g].instances:
-                self.insts[iid].slow = self._slow(self.insts[iid])
+                inst = self.insts[iid]
+                inst.slow_prefill, inst.slow = self._slow(inst)
 
     # ---- replicas ------------------------------------------------------------
     def prewarm(self, model: str, gpus: GpuSet) -> None:
@@ -188,21 +208,28 @@ class SimBackend(Backend):
                 raise CapacityError(f"prewarm {model} on {gs}: GPU {g} already holds a replica of it")
             if any(self.state.instances[i].model == model for i in gpu.instances):
                 raise CapacityError(f"prewarm {model} on {gs}: GPU {g} runs an instance of it")
-        self._require(gs, spec.bytes_per_gpu, f"prewarm {model}")
-        rep = ReplicaState(model=model, gpus=gs, bytes_per_gpu=spec.bytes_per_gpu, ready=False, since_s=self.loop.t)
-        for g in gs:
-            self.ledger.change(g, PREWARM, spec.bytes_per_gpu, self.loop.t)
-            self.state.gpus[g].replicas[model] = rep
-        self._tl("prewarm_start", model, gpus=gs, nbytes=spec.bytes_per_gpu)
+        lc = self.hw.lifecycle
+        if lc.sleeps:  # a sleeping engine: its weights wait in the node's pinned host memory, not on the GPUs
+            rep = self.sleepers.book(spec, gs, ready=False, t=self.loop.t)
+        else:
+            self._require(gs, spec.bytes_per_gpu, f"prewarm {model}")
+            rep = ReplicaState(model=model, gpus=gs, bytes_per_gpu=spec.bytes_per_gpu, ready=False,
+                               since_s=self.loop.t)
+            for g in gs:
+                self.ledger.change(g, PREWARM, spec.bytes_per_gpu, self.loop.t)
+                self.state.gpus[g].replicas[model] = rep
+        self._tl("prewarm_start", model, gpus=gs, nbytes=spec.bytes_per_gpu, detail=lc.prewarm_mechanism)
         if self._setup and self.setup_ready:
             # Deployed before the replay, like setup instances: the published manager prewarms
             # from start-up and the replay begins ~60 s after it answers (docs/reference.md §9).
             self._prewarm_done(rep)
             return
-        lc = self.hw.lifecycle
-        engine_start = (lc.process_start_s + lc.engine_init_s) * self._start_slowdown(gs, model) \
-            if lc.prewarm_is_engine else 0.0
-        job = self.loader.start(model, gs, delay_s=engine_start)
+        if lc.sleeps:
+            job = self.loader.start(model, gs, delay_s=sleep_prewarm_delay_s(self.hw, spec), to_host=True)
+        else:
+            engine_start = (lc.process_start_s + lc.engine_init_s) * self._start_slowdown(gs, model) \
+                if lc.prewarm_is_engine else 0.0
+            job = self.loader.start(model, gs, delay_s=engine_start)
         self.jobs[(model, gs)] = job
         job.waiters.append(lambda: self._prewarm_done(rep))
 
@@ -228,14 +255,19 @@ class SimBackend(Backend):
             self.loader.cancel(job)
         for g in rep.gpus:
             del self.state.gpus[g].replicas[rep.model]
-            self.ledger.change(g, PREWARM, -rep.bytes_per_gpu, self.loop.t)
+            if rep.bytes_per_gpu:
+                self.ledger.change(g, PREWARM, -rep.bytes_per_gpu, self.loop.t)
+        self.sleepers.unbook(rep.model, rep.gpus, self.loop.t)
         self._tl("evict", rep.model, gpus=rep.gpus, nbytes=rep.bytes_per_gpu, detail=why)
 
     # ---- instances -----------------------------------------------------------
-    def start_instance(self, model: str, gpus: GpuSet, mem_fraction: float = 1.0) -> int:
+    def start_instance(self, model: str, gpus: GpuSet, mem_fraction: float = 1.0,
+                       compute_share: float | None = None) -> int:
         spec, gs = self._check_gpus(model, gpus)
         if not 0 < mem_fraction <= 1:
             raise CapacityError(f"start {model}: mem_fraction {mem_fraction} not in (0, 1]")
+        if compute_share is not None and not 0 < compute_share <= 1:
+            raise CapacityError(f"start {model}: compute_share {compute_share} not in (0, 1]")
         st_all = self.state
         for g in gs:
             others = [st_all.instances[i] for i in st_all.gpus[g].instances]
@@ -263,7 +295,8 @@ class SimBackend(Backend):
             for rep in st_all.gpus[g].replicas.values():
                 if rep is not reuse:
                     victims[id(rep)] = rep
-        need = blocks * bb + (0 if reuse is not None else spec.bytes_per_gpu)
+        sleeps = self.hw.lifecycle.sleeps
+        need = blocks * bb + (0 if reuse is not None and not sleeps else spec.bytes_per_gpu)
         for g in gs:
             freed = sum(r.bytes_per_gpu for r in victims.values() if g in r.gpus)
             if st_all.gpus[g].free_bytes + freed < need:
@@ -278,7 +311,11 @@ class SimBackend(Backend):
                 job.waiters = []  # the replica is claimed: no prewarm_done for it
             for g in gs:
                 del st_all.gpus[g].replicas[model]
-                self.ledger.move(g, PREWARM, WEIGHTS, spec.bytes_per_gpu, now)
+                if sleeps:  # woken: the weights come back onto the GPUs (copied in the load phase)
+                    self.ledger.change(g, WEIGHTS, spec.bytes_per_gpu, now)
+                else:
+                    self.ledger.move(g, PREWARM, WEIGHTS, spec.bytes_per_gpu, now)
+            self.sleepers.unbook(model, gs, now)
             self._tl("claim", model, gpus=gs, nbytes=spec.bytes_per_gpu)
         else:
             for g in gs:
@@ -309,7 +346,9 @@ class SimBackend(Backend):
         inst.set_kv_blocks(blocks)
         inst.reuse = reuse is not None
         self.insts[iid] = inst
-        if mem_fraction < 1 or self._colocated:
+        if compute_share is not None:
+            self._share[iid] = compute_share
+        if mem_fraction < 1 or self._colocated or compute_share is not None:
             self._update_slow(gs)
         self._tl("instance_start", model, iid, gs, spec.bytes_per_gpu, blocks, str(kind))
         lc = self.hw.lifecycle
@@ -317,19 +356,20 @@ class SimBackend(Backend):
             inst.t_load0 = inst.t_load1 = now
             self.loop.at(now, self._ready, inst)
             return iid
-        if kind is StartKind.WORKER or (self.features.worker_pool and reuse is not None) \
-                or (reuse is not None and lc.prewarm_is_engine):
-            init = 0.0  # the process (and CUDA context) exists: a pre-spawned worker or a standby engine
-        else:
-            init = (lc.process_start_s + lc.cuda_context_s) * busy_slow
+        # the process (and CUDA context) exists: a pre-spawned worker, a standby or a sleeping engine
+        fresh = not (kind is StartKind.WORKER or (reuse is not None and (
+            self.features.worker_pool or lc.prewarm_is_engine or lc.sleeps)))
+        plan = plan_start(self.hw, spec, adopt=reuse is not None, fresh_process=fresh, busy=busy_slow)
+        inst.post_s = plan.post_s
+        inst.wake = plan.load == WAKE
         if reuse is not None:
-            init += lc.engine_attach_s
-            inst.post_s = lc.mapping_s_per_GB * spec.bytes_per_gpu / 1e9 + lc.kv_alloc_s
             inst.job = job
-        else:
-            init += (lc.engine_init_s + (lc.tp_comm_setup_s if spec.tp > 1 else 0.0)) * busy_slow
-            inst.post_s = lc.kv_alloc_s
-        self.loop.at(now + init, self._init_done, inst)
+        if plan.load == ADOPT and plan.first_kv_blocks is not None:
+            inst.kv_ramp = kv_ramp(lc, plan.first_kv_blocks, blocks, bb)
+            if inst.kv_ramp:  # the first step may run once its blocks are mapped; the rest follow
+                inst.kv_mapped = plan.first_kv_blocks
+                inst.set_kv_blocks(plan.first_kv_blocks)
+        self.loop.at(now + plan.init_s, self._init_done, inst)
         return iid
 
     def _start_slowdown(self, gs: GpuSet, model: str) -> float:
@@ -360,13 +400,30 @@ class SimBackend(Backend):
         inst.t_load0 = self.loop.t
         if inst.reuse:
             job = inst.job
+            after = self._wake if inst.wake else self._load_done
             if job is None or job.done:
-                self._load_done(inst)
-            else:
-                job.waiters.append(lambda: self._load_done(inst))
+                after(inst)
+            else:  # the replica is still loading (a sleeping one into host memory)
+                job.waiters.append(lambda: after(inst))
         else:
             inst.job = self.loader.start(inst.st.model, inst.st.gpus)
             inst.job.waiters.append(lambda: self._load_done(inst))
+
+    def _wake(self, inst: Instance) -> None:
+        """A woken sleeping replica: copy its weights from pinned host memory onto the instance's GPUs."""
+        if inst.st.phase is InstancePhase.STOPPED:
+            return
+        inst.job = self.loader.start(inst.st.model, inst.st.gpus, wake=True)
+        inst.job.waiters.append(lambda: self._load_done(inst))
+
+    def _kv_mapped(self, arg: tuple[Instance, int]) -> None:
+        """Background KV mapping reached ``blocks``: they become usable (net of blocks lent)."""
+        inst, blocks = arg
+        if inst.st.phase is InstancePhase.STOPPED:
+            return
+        inst.kv_mapped = blocks
+        inst.set_kv_blocks(min(blocks, inst.st.kv_blocks_total - inst.st.kv_blocks_lent))
+        inst.start_serving()  # requests that waited for KV space may now be admitted
 
     def _load_done(self, inst: Instance) -> None:
         if inst.st.phase is InstancePhase.STOPPED:
@@ -380,6 +437,8 @@ class SimBackend(Backend):
             return
         inst.t_ready = st.ready_s = self.loop.t
         inst.job = None
+        for dt, blocks in inst.kv_ramp:
+            self.loop.at(self.loop.t + dt, self._kv_mapped, (inst, blocks))
         self._refill_worker(inst)
         if st.phase is InstancePhase.STARTING:
             st.phase = InstancePhase.READY
@@ -418,12 +477,19 @@ class SimBackend(Backend):
         bb = self._block_bytes[st.model]
         kv_held = (st.kv_blocks_total - st.kv_blocks_lent) * bb
         keep = inst.keep and (inst.reuse or not math.isnan(inst.t_load1))
+        sleeps = self.hw.lifecycle.sleeps
+        if keep and sleeps and not self.sleepers.fits(spec, st.gpus):
+            keep = False  # no pinned host memory left for it to sleep in: the weights are dropped
         for g in st.gpus:
             gpu = self.state.gpus[g]
             if kv_held:
                 self.ledger.change(g, KV, -kv_held, now)
             gpu.instances.remove(st.instance_id)
-        if keep:
+        if keep and sleeps:  # the engine goes to sleep: its weights move to pinned host memory
+            for g in st.gpus:
+                self.ledger.change(g, WEIGHTS, -spec.bytes_per_gpu, now)
+            self.sleepers.book(spec, st.gpus, ready=True, t=now)
+        elif keep:
             rep = ReplicaState(model=st.model, gpus=st.gpus, bytes_per_gpu=spec.bytes_per_gpu, ready=True, since_s=now)
             for g in st.gpus:
                 self.ledger.move(g, WEIGHTS, PREWARM, spec.bytes_per_gpu, now)
@@ -433,6 +499,7 @@ class SimBackend(Backend):
                 self.ledger.change(g, WEIGHTS, -spec.bytes_per_gpu, now)
         if st.mem_fraction < 1:
             self._colocated -= 1
+        self._share.pop(st.instance_id, None)
         self._update_slow(st.gpus)
         st.phase = InstancePhase.STOPPED
         inst.t_stop = now
@@ -465,7 +532,7 @@ class SimBackend(Backend):
                 self.ledger.change(g, KV, -d * bb, now)
         if d:
             st.kv_blocks_lent += d
-            inst.set_kv_blocks(st.kv_blocks_total - st.kv_blocks_lent)
+            inst.set_kv_blocks(min(inst.kv_mapped, st.kv_blocks_total - st.kv_blocks_lent))
             self._tl("kv_reserve", st.model, instance_id, st.gpus, nbytes=st.kv_blocks_lent * bb,
                      blocks=st.kv_blocks_lent)
         return st.kv_blocks_lent

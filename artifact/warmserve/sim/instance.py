@@ -15,8 +15,9 @@ Scheduling, as the published engines (vLLM 0.6.3, no chunked prefill) do it:
   ``max(prefill_base, decode_base) + per_seq * running + per_ctx_token * their
   context + prefill_per_token * prompt tokens``.
 * Otherwise all running sequences take *decode steps* together. Step time is
-  ``decode_base + per_seq * batch + per_ctx_token * context_tokens`` (times a
-  colocation factor when instances share a GPU).
+  ``decode_base + per_seq * batch + per_ctx_token * context_tokens`` (prefill
+  and decode steps each times their compute-sharing factor when instances share
+  a GPU, ``warmserve.control.mps``).
 * KV is counted in tokens with one slack block per running sequence (an upper
   bound of vLLM's per-sequence block rounding, so the twin preempts at most a
   block early). When the next step would not fit, the most recently admitted
@@ -69,7 +70,8 @@ class Instance:
         "waiting", "running", "fin", "step", "ctx", "cap_tokens", "block_tokens", "mode", "gen",
         "t0", "k", "B", "A", "D", "batch", "in_handler", "truncated",
         "t_created", "t_load0", "t_load1", "t_ready", "t_stop", "seg", "keep", "job", "post_s", "reuse", "slow",
-        "refilled",
+        "slow_prefill",
+        "refilled", "wake", "kv_mapped", "kv_ramp",
         # hot-path copies (see the speed notes)
         "heap", "seq", "inp", "out", "gen_tok", "epoch", "admit_step", "first", "prefill",
         "max_seqs", "max_batched", "max_len", "p_base", "p_tok", "d_base", "d_seq", "d_ctx", "mixed",
@@ -112,8 +114,12 @@ class Instance:
         self.job = None  # the weight load this start waits for (backend's LoadJob)
         self.post_s = 0.0  # init time after the load (mapping + KV allocation)
         self.reuse = False  # adopted a resident replica (memory switching)
-        self.slow = 1.0  # colocation factor; the backend updates it when instances share this GPU set
+        self.slow = 1.0  # decode slowdown from compute sharing; the backend updates it when instances share GPUs
+        self.slow_prefill = 1.0  # prefill (and mixed-step) slowdown, likewise (warmserve.control.mps)
         self.refilled = False  # the pre-spawned worker this start used has been replaced (backend's pool)
+        self.wake = False  # adopted a sleeping replica: its weights are copied back in the load phase
+        self.kv_mapped = 1 << 62  # KV blocks mapped so far (a vmm start maps the rest in the background)
+        self.kv_ramp: list[tuple[float, int]] = []  # (s after ready, blocks mapped) of that background mapping
         self.heap = loop.heap
         self.seq = loop.seq
         self.inp, self.out, self.gen_tok, self.epoch = req.inp, req.out, req.gen, req.epoch
@@ -253,10 +259,10 @@ class Instance:
                 if mixed:  # the running sequences decode in this step too
                     self.B = nrun
                     p0 = self.p_base if self.p_base > self.d_base else self.d_base
-                    dur = (p0 + self.d_seq * nrun + self.d_ctx * ctx_run + self.p_tok * tokens) * self.slow
+                    dur = (p0 + self.d_seq * nrun + self.d_ctx * ctx_run + self.p_tok * tokens) * self.slow_prefill
                 else:
                     self.B = 0
-                    dur = (self.p_base + self.p_tok * tokens) * self.slow
+                    dur = (self.p_base + self.p_tok * tokens) * self.slow_prefill
                 _push(self.heap, (t0 + dur, next(self.seq), self.prefill_done, self.gen))
                 return failed
         if not running:

@@ -55,3 +55,31 @@ class Ledger:
         for g, held in zip(self.state.gpus, self.held, strict=True):
             if sum(held) != g.used_bytes or g.used_bytes > g.capacity_bytes or min(held) < 0:
                 raise CapacityError(f"GPU {g.gpu}: ledger {held} vs used {g.used_bytes} / {g.capacity_bytes}")
+
+
+class HostBook:
+    """Pinned host memory per node held by sleeping replicas (``lifecycle.prewarm_mechanism=sleep``).
+
+    A sleeping engine keeps its weights in pinned host DRAM, so the node's DRAM,
+    not the GPU, is what a sleeping replica occupies. ``capacity`` per node is
+    the host DRAM not set aside for the checkpoint cache; a change past it
+    raises ``CapacityError`` (callers check ``fits`` first, as with the GPU
+    ledger). ``peak`` records the most ever held, for tests.
+    """
+
+    __slots__ = ("capacity", "held", "peak")
+
+    def __init__(self, nodes: int, capacity: int) -> None:
+        self.capacity = capacity
+        self.held = [0] * nodes
+        self.peak = [0] * nodes
+
+    def fits(self, node: int, nbytes: int) -> bool:
+        return self.held[node] + nbytes <= self.capacity
+
+    def change(self, node: int, delta: int, t: float) -> None:
+        held = self.held[node] + delta
+        if held > self.capacity or held < 0:
+            raise CapacityError(f"node {node}: pinned sleeping weights {held} B of {self.capacity} B at t={t:.6f}")
+        self.held[node] = held
+        self.peak[node] = max(self.peak[node], held)

@@ -6,6 +6,12 @@ it streams through (pipelined, so all at once):
     NVMe[n] (skipped when the checkpoint is in the node's DRAM cache)
       -> host DRAM[n] -> PCIe switch uplink[n, g // gpus_per_switch] -> PCIe[g]
 
+A sleeping replica's prewarm stops at host DRAM (no switch or PCIe link) and
+its wake starts there (no NVMe). A load through vLLM's own loader (every system
+but the ServerlessLLM-style one, whose loader reaches the links' rate) also
+crosses a private ``loader`` link per shard at ``vllm_loader_GBps``: the rate
+its safetensors path reaches when storage is faster than it.
+
 Each link has a capacity in bytes/s; the GPU's PCIe link loses
 ``h2d_slowdown_under_d2h`` of its H2D capacity while a D2H flow uses it.
 Rates are the max-min fair allocation (progressive filling), recomputed for
@@ -55,11 +61,16 @@ class LinkNetwork:
         self.bytes_moved = 0.0
         self._seq = 0
 
-    def path(self, gpu: int, node: int, local: int, from_nvme: bool) -> tuple[Link, ...]:
-        sw = local // self.hw.gpus_per_pcie_switch
-        links: list[Link] = [("host", node, 0), ("switch", node, sw), ("pcie", node, gpu)]
+    def path(self, gpu: int, node: int, local: int, from_nvme: bool, *, to_gpu: bool = True,
+             vllm_loader: bool = False) -> tuple[Link, ...]:
+        """Links of one shard's load: from NVMe or host DRAM, to the GPU or (a sleeping replica) to host DRAM."""
+        links: list[Link] = [("host", node, 0)]
         if from_nvme:
             links.insert(0, ("nvme", node, 0))
+        if to_gpu:
+            links += [("switch", node, local // self.hw.gpus_per_pcie_switch), ("pcie", node, gpu)]
+        if vllm_loader and from_nvme and self.hw.vllm_loader_Bps is not None:
+            links.append(("loader", node, gpu))
         return tuple(links)
 
     def _capacity(self, link: Link, d2h_gpus: set[int]) -> float:
@@ -74,6 +85,9 @@ class LinkNetwork:
             return hw.switch_uplink_Bps
         if kind == "host":
             return hw.host_mem_Bps
+        if kind == "loader":
+            assert hw.vllm_loader_Bps is not None  # path() adds the link only then
+            return hw.vllm_loader_Bps
         return hw.nvme_Bps
 
     def start(self, flow: Flow) -> None:

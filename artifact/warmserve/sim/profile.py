@@ -13,6 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from warmserve.control.mps import ShareModel
 from warmserve.control.seam import ModelSpec
 from warmserve.errors import InputError
 
@@ -21,6 +22,7 @@ LIFECYCLE_FIELDS = ("process_start_s", "cuda_context_s", "engine_init_s", "engin
                     "tp_comm_setup_s", "mapping_s_per_GB", "kv_alloc_s")
 ENGINE_FIELDS = ("max_num_seqs", "max_num_batched_tokens", "kv_block_tokens", "max_model_len")
 SCHEDULERS = ("prefill_first", "mixed")
+PREWARM_MECHANISMS = ("vmm", "sleep")  # docs/lifecycle.md §4
 LATENCY_FIELDS = ("prefill_base_ms", "prefill_per_token_ms", "decode_base_ms", "decode_per_seq_ms",
                   "decode_per_ctx_token_ms")
 
@@ -57,6 +59,19 @@ class Lifecycle:
     #                                          32 per node, more than its GPUs)
     worker_refill_s: float | None = None  # a replacement pre-spawned process is ready this long after it is
     #                                       spawned (its import); None = process_start_s
+    engine_init_s_per_GB: float = 0.0  # engine_init grows by this per GB of weights on the GPU (fitted on 7B/13B)
+    prewarm_mechanism: str = "vmm"  # "vmm": weights resident on the GPU (the paper's memory switching);
+    #                                 "sleep": upstream vLLM sleep level 1, weights in pinned host memory
+    sleep_wake_s: float | None = None  # fixed part of a level-1 wake (the copy of the weights is a flow); sleep only
+    kv_map_pause_s: float = 0.0  # background KV mapping pauses this long ...
+    kv_map_pause_bytes: int | None = None  # ... after every this many bytes (None = no pauses)
+    cold_scale: float = 1.0  # sensitivity knob: multiplies the engine start-up of cold and worker starts
+    prewarm_scale: float = 1.0  # sensitivity knob: multiplies the fixed costs of a prewarmed start
+
+    @property
+    def sleeps(self) -> bool:
+        """Prewarmed replicas are sleeping engines (weights in pinned host memory), not resident weights."""
+        return self.prewarm_mechanism == "sleep"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,9 +101,11 @@ class HardwareProfile:
     host_cache_bytes: int
     lifecycle: Lifecycle
     engine: EngineLimits
-    colocation_slowdown: float
+    compute_sharing: ShareModel  # colocated instances' SM shares -> iteration slowdown (warmserve.control.mps)
     latency: Mapping[tuple[str, int], Latency]
     placeholder: bool = False
+    host_dram_bytes: int | None = None  # per node; bounds the pinned weights of sleeping replicas
+    vllm_loader_Bps: float | None = None  # per-shard rate of vLLM's own loader from storage (None = links only)
 
     @property
     def pool_bytes(self) -> int:
@@ -130,12 +147,9 @@ def load_profile(cfg: DictConfig | Mapping[str, Any]) -> HardwareProfile:
     pool = lc.get("worker_pool_per_node")
     if pool is not None and (not isinstance(pool, int) or isinstance(pool, bool) or pool < 0):
         raise InputError(f"{w}.lifecycle.worker_pool_per_node: must be null or an integer >= 0, got {pool!r}")
-    life = Lifecycle(**{k: _num(lc, k, f"{w}.lifecycle") for k in LIFECYCLE_FIELDS},
-                     prewarm_is_engine=bool(lc.get("prewarm_is_engine", False)), worker_pool_per_node=pool,
-                     busy_start_slowdown=_num(lc, "busy_start_slowdown", f"{w}.lifecycle", positive=True)
-                     if "busy_start_slowdown" in lc else 1.0,
-                     worker_refill_s=_num(lc, "worker_refill_s", f"{w}.lifecycle")
-                     if lc.get("worker_refill_s") is not None else None)
+    life = _lifecycle(lc, f"{w}.lifecycle", pool)
+    if life.sleeps and c.get("host_dram_bytes") is None:
+        raise InputError(f"{w}.host_dram_bytes: needed by lifecycle.prewarm_mechanism=sleep (pinned weights)")
     sched = str(c["engine"].get("scheduler", "prefill_first"))
     if sched not in SCHEDULERS:
         raise InputError(f"{w}.engine.scheduler: must be one of {SCHEDULERS}, got {sched!r}")
@@ -166,9 +180,43 @@ def load_profile(cfg: DictConfig | Mapping[str, Any]) -> HardwareProfile:
         host_cache_bytes=int(_num(c, "host_cache_bytes", w)),
         lifecycle=life,
         engine=eng,
-        colocation_slowdown=_num(c, "colocation_slowdown", w),
+        compute_sharing=ShareModel.from_config(c.get("compute_sharing"), w),
         latency=lat,
         placeholder=bool(c.get("placeholder", False)),
+        host_dram_bytes=None if c.get("host_dram_bytes") is None else int(_num(c, "host_dram_bytes", w, positive=True)),
+        vllm_loader_Bps=None if c.get("vllm_loader_GBps") is None
+        else _num(c, "vllm_loader_GBps", w, positive=True) * 1e9,
+    )
+
+
+def _opt(lc: Mapping[str, Any], key: str, where: str, default: float, *, positive: bool = False) -> float:
+    """An optional lifecycle number (absent or null = ``default``, the GPU profiles' documented behaviour)."""
+    return default if lc.get(key) is None else _num(lc, key, where, positive=positive)
+
+
+def _lifecycle(lc: Mapping[str, Any], where: str, pool: int | None) -> Lifecycle:
+    """Validate the ``lifecycle`` block (docs/lifecycle.md lists every field and its source)."""
+    mech = str(lc.get("prewarm_mechanism", "vmm"))
+    if mech not in PREWARM_MECHANISMS:
+        raise InputError(f"{where}.prewarm_mechanism: must be one of {PREWARM_MECHANISMS}, got {mech!r}")
+    prewarm_is_engine = bool(lc.get("prewarm_is_engine", False))
+    if mech == "sleep" and prewarm_is_engine:
+        raise InputError(f"{where}: prewarm_mechanism=sleep and prewarm_is_engine=true exclude each other")
+    if mech == "sleep" and lc.get("sleep_wake_s") is None:
+        raise InputError(f"{where}.sleep_wake_s: needed by prewarm_mechanism=sleep")
+    pause_bytes = lc.get("kv_map_pause_bytes")
+    return Lifecycle(
+        **{k: _num(lc, k, where) for k in LIFECYCLE_FIELDS},
+        prewarm_is_engine=prewarm_is_engine, worker_pool_per_node=pool,
+        busy_start_slowdown=_opt(lc, "busy_start_slowdown", where, 1.0, positive=True),
+        worker_refill_s=None if lc.get("worker_refill_s") is None else _num(lc, "worker_refill_s", where),
+        engine_init_s_per_GB=_opt(lc, "engine_init_s_per_GB", where, 0.0),
+        prewarm_mechanism=mech,
+        sleep_wake_s=None if lc.get("sleep_wake_s") is None else _num(lc, "sleep_wake_s", where),
+        kv_map_pause_s=_opt(lc, "kv_map_pause_s", where, 0.0),
+        kv_map_pause_bytes=None if pause_bytes is None else int(_num(lc, "kv_map_pause_bytes", where, positive=True)),
+        cold_scale=_opt(lc, "cold_scale", where, 1.0, positive=True),
+        prewarm_scale=_opt(lc, "prewarm_scale", where, 1.0, positive=True),
     )
 
 

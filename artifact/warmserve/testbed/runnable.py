@@ -19,6 +19,7 @@ import contextlib
 import math
 import os
 import signal
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,10 +36,17 @@ from warmserve.metrics.schema import REQUEST_COLUMNS, TIMELINE_COLUMNS, UTILIZAT
 from warmserve.run.protocol import ReplayInfo
 from warmserve.testbed.backend import TestbedBackend, TestbedSettings
 from warmserve.testbed.clock import WallClock
+from warmserve.testbed.fake_gpu import FakeGpuNode, FakeNvml
 from warmserve.testbed.frontdoor import FrontDoor
+from warmserve.testbed.gpu_engine import (
+    GpuEngineSettings,
+    check_no_second_copy,
+    profile_engine_args,
+)
+from warmserve.testbed.launcher import fake_gpu_path
 from warmserve.testbed.mechanisms import EngineConfig, EngineFactory
 from warmserve.testbed.replay import ClientRecord, replay_open_loop, request_log
-from warmserve.testbed.utilization import ProcessSampler
+from warmserve.testbed.utilization import NvmlSampler, ProcessSampler, load_nvml
 
 
 def _resolve(path: str) -> Path:
@@ -55,7 +63,8 @@ class RunnableTestbed(TestbedBackend):
                  checkpoint_dir: str = ".cache/models", log_dir: str = "outputs/testbed-logs",
                  frontdoor_port: int = 0, request_timeout_s: float = 600.0, max_retries: int = 1,
                  prompt_vocab: int = 4096, utilization_interval_s: float = 1.0,
-                 setup_ready: bool = False, label: str = "", **_: Any) -> None:
+                 setup_ready: bool = False, label: str = "", gpu: dict | None = None,
+                 fake_gpu: bool = False, **_: Any) -> None:
         self.features = features or BackendFeatures()
         nodes, gpn = int(cluster["nodes"]), int(cluster["gpus_per_node"])
         cores = [str(c) for c in slots["cores"]]
@@ -71,17 +80,37 @@ class RunnableTestbed(TestbedBackend):
                                  f"python -m warmserve.testbed.tiny_models --out {checkpoint_dir} --sizes {spec.base})")
         mem_util = float(hardware.get("gpu_mem_utilization", 1.0))
         engine_cfg = EngineConfig.from_cfg(dict(engine))
+        hw_engine = dict(hardware["engine"])
+        check_no_second_copy(engine_cfg.args, device, hw_engine)
+        gpu_settings = None
+        if device == "cuda":
+            if not gpu or "context_bytes" not in gpu or "activation_bytes" not in gpu:
+                raise InputError("backend.gpu: device cuda needs context_bytes and activation_bytes "
+                                 "(configs/backend/testbed-gpu.yaml)")
+            gpu_settings = GpuEngineSettings(
+                device_bytes=int(hardware["gpu_mem_bytes"]), context_bytes=int(gpu["context_bytes"]),
+                activation_bytes=int(gpu["activation_bytes"]), profile_args=tuple(profile_engine_args(hw_engine)),
+                kv_block_tokens=int(hw_engine["kv_block_tokens"]), max_model_len=int(hw_engine["max_model_len"]))
+        fake_dir = None
+        if fake_gpu:
+            if gpu_settings is None:
+                raise InputError("backend.fake_gpu needs device: cuda (fake GPUs stand in for real ones)")
+            fake_dir = Path(tempfile.mkdtemp(prefix="warmserve-fakegpu-"))
+            for node in range(nodes):
+                FakeGpuNode.init(fake_gpu_path(fake_dir, node), [int(c) for c in cores[node * gpn:(node + 1) * gpn]],
+                                 gpu_settings.device_bytes, gpu_settings.context_bytes, gpu_settings.activation_bytes)
         settings = TestbedSettings(
             device=device, slot_cores=cores,
             capacity_bytes=int(int(hardware["gpu_mem_bytes"]) * mem_util),
             max_engines=int(slots["max_engines"]),
             prespawned_pool=int(prewarm["prespawned_pool"]) if self.features.worker_pool else 0,
             sleep_level=int(prewarm.get("sleep_level", 1)),
-            kv_block_tokens=int(hardware["engine"]["kv_block_tokens"]),
+            kv_block_tokens=int(hw_engine["kv_block_tokens"]),
             kv_cache_bytes=int(kv) if (kv := engine_cfg.flag("--kv-cache-memory-bytes")) else None,
             port_first=int(ports["first"]), port_count=int(ports["count"]),
             adopt_replicas=self.features.memory_switching,
             keep_weights_on_stop=self.features.keep_weights_on_stop,
+            gpu=gpu_settings, fake_gpu_dir=fake_dir,
         )
         # one folder of engine logs per run, so logs of different runs never mix
         self._log_dir = _resolve(log_dir) / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
@@ -100,9 +129,25 @@ class RunnableTestbed(TestbedBackend):
         self.partial = False
         self.interrupted_by: str | None = None
         self._requests = pd.DataFrame()
-        self._sampler: ProcessSampler | None = None
+        self._sampler: ProcessSampler | NvmlSampler | None = None
         self._wall_s = 0.0
         self.route_times: list[float | None] = []  # seconds inside each routing decision (bench_router)
+
+    def _make_sampler(self) -> ProcessSampler | NvmlSampler:
+        """CPU: process trees (psutil). GPU: NVML, indexed by each slot's GPU id (fake GPUs: their registry)."""
+        if self.settings.device != "cuda":
+            return ProcessSampler(self.engine_pids, {g: len(c.split(",")) for g, c in
+                                                     enumerate(self.settings.slot_cores)},
+                                  self.clock.now, self.util_interval_s)
+        gpn = self.state.gpus_per_node
+        if self.settings.fake_gpu_dir is not None:
+            nvmls = [FakeNvml(fake_gpu_path(self.settings.fake_gpu_dir, n)) for n in range(self.state.nodes)]
+            for n in nvmls:
+                n.nvmlInit()
+        else:
+            nvmls = [load_nvml()] * self.state.nodes
+        devices = {g: (nvmls[g // gpn], int(c)) for g, c in enumerate(self.settings.slot_cores)}
+        return NvmlSampler(self.engine_gpus, devices, self.clock.now, self.util_interval_s)
 
     # ---- the runnable protocol -----------------------------------------
     def replay(self, workload: pd.DataFrame, controller: Controller, until_s: float, *,
@@ -136,9 +181,7 @@ class RunnableTestbed(TestbedBackend):
         try:
             await self.open()
             await door.start()
-            self._sampler = ProcessSampler(self.engine_pids, {g: len(c.split(",")) for g, c in
-                                                               enumerate(self.settings.slot_cores)},
-                                           self.clock.now, self.util_interval_s)
+            self._sampler = self._make_sampler()
             self.clock.start()
             controller.start(ticks=not self.setup_ready)  # t = 0: the policy's setup commands
             if self.setup_ready:
@@ -245,7 +288,12 @@ class RunnableTestbed(TestbedBackend):
             "engine_logs": str(self._log_dir),
             "counters": dict(self.counters),
             "starts_by_mechanism": pd.Series([e["mechanism"] for e in starts]).value_counts().to_dict(),
-            "note": ("real engine processes on this machine; on the CPU a prewarmed replica is a whole standby "
-                     "engine (vLLM sleep mode / weight-level prewarm and memory switching are GPU-only), "
-                     "KV lending is not available on stock vLLM"),
+            "fake_gpu": self.settings.fake_gpu_dir is not None,
+            "note": (("stub engines on fake GPUs (warmserve.testbed.fake_gpu): the GPU testbed's control path and "
+                      "vLLM's memory/sleep rules, no measurement" if self.settings.fake_gpu_dir is not None else
+                      "vLLM engines on GPUs: prewarmed replicas are sleeping engines with their weights awake")
+                     if self.settings.device == "cuda" else
+                     "real engine processes on this machine; on the CPU a prewarmed replica is a whole standby "
+                     "engine (vLLM sleep mode / weight-level prewarm and memory switching are GPU-only)")
+                    + ", KV lending is not available on stock vLLM",
         }

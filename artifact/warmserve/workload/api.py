@@ -58,6 +58,8 @@ def _resolve(cfg) -> DictConfig:
         cfg = OmegaConf.create(cfg)
     merged = OmegaConf.merge(recipe_defaults(), cfg)
     assert isinstance(merged, DictConfig)
+    if merged.get("seed") is None:  # a preset's "the run's seed" outside a run: the recipe's own default
+        merged.seed = recipe_defaults().seed
     return merged
 
 
