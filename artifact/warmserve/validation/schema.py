@@ -146,7 +146,7 @@ class Workload(Strict):
     models: StrictStr | list[ModelEntry]
     alpha: NonNegative
     rps: Positive
-    seed: NonNegativeInt
+    seed: NonNegativeInt | None  # null = the run's seed
     cv: NonNegative | None
     window_s: Positive
     prior_scaling: Literal["published", "corrected"]
@@ -181,6 +181,7 @@ class WorkloadApp(Workload):
 class Slo(Strict):
     ttft_s: Positive
     tpot_s: Positive
+    attainment: Annotated[float, Field(gt=0, le=1)]  # fraction of requests that must meet both
 
 
 class Cluster(Strict):
@@ -217,6 +218,7 @@ class Run(Strict):
     # keys of the experiment presets (configs/experiment/_base.yaml)
     force: StrictBool = False
     experiment: StrictStr | None = None
+    setting: StrictStr | None = None  # configs/setting/<name> (cluster + hardware + mix) the preset selected
     tags: dict[str, Any] = Field(default_factory=dict)
     quick_overrides: list[StrictStr] = Field(default_factory=list)
 
