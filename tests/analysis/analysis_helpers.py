@@ -12,7 +12,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from warmserve.metrics.schema import REQUEST_COLUMNS, TIMELINE_COLUMNS, conform, empty
+from warmserve.metrics.schema import (
+    REQUEST_COLUMNS,
+    TIMELINE_COLUMNS,
+    UTILIZATION_COLUMNS,
+    conform,
+    empty,
+)
 from warmserve.metrics.summary import summarize
 
 SLO_TTFT, SLO_TPOT = 5.0, 0.15
@@ -60,6 +66,7 @@ def make_run(root: Path, name: str, *, system: str, rps: float, requests: pd.Dat
     tl = timeline if timeline is not None else empty(TIMELINE_COLUMNS)
     requests.to_parquet(d / "requests.parquet", index=False)
     tl.to_parquet(d / "timeline.parquet", index=False)
+    empty(UTILIZATION_COLUMNS).to_parquet(d / "utilization.parquet", index=False)  # a finished run has all files
     cfg = {
         "system": {"name": system, "policy": {"_target_": "x.Policy", "target": 32}},
         "workload": {"rps": rps, "alpha": 2, "cv": None, "models": "paper4",

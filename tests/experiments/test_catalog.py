@@ -64,7 +64,8 @@ def test_unknown_experiment_is_a_one_line_error(capsys: pytest.CaptureFixture[st
 
 
 def test_run_directories_skip_when_finished(tmp_path: Path) -> None:
-    """A finished run (summary.json present) is skipped unless force=true (resumable sweeps)."""
+    """A finished run (every output present, summary.json parses) is skipped unless force=true
+    (resumable sweeps); a directory with summary.json alone is not finished and is rerun."""
     import subprocess
     import sys
 
@@ -73,5 +74,9 @@ def test_run_directories_skip_when_finished(tmp_path: Path) -> None:
     (out / "summary.json").write_text("{}")
     cmd = [sys.executable, "-m", "warmserve.run", "system=static", "workload=tiny", "cluster=tiny_1x4", f"out={out}"]
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, check=True)
+    assert res.stdout.strip() == f"wrote {out}"
+    summary = (out / "summary.json").read_text()
+    assert summary != "{}"
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, check=True)
     assert res.stdout.strip() == f"skip {out}"
-    assert (out / "summary.json").read_text() == "{}"
+    assert (out / "summary.json").read_text() == summary

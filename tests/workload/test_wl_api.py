@@ -107,10 +107,10 @@ def _cli(tmp_path, *args):
     ("args", "match"),
     [
         (["source=azure2024", "source.path=missing.csv"], "file not found"),
-        (["source=bogus"], "unknown source 'bogus'"),
-        (["models=bogus"], "unknown models 'bogus'"),
-        (["rps=-1"], "rps must be > 0"),
-        (["source=azure2024", "source.path=BAD"], "TIMESTAMP values cannot be parsed"),
+        (["source=bogus"], "source: unknown choice 'bogus'"),
+        (["models=bogus"], "models: unknown choice 'bogus'"),
+        (["rps=-1"], "rps: must be greater than 0"),
+        (["source=azure2024", "source.path=BAD"], "column 'TIMESTAMP' row 1: cannot be parsed"),
     ],
 )
 def test_cli_bad_input_one_line_exit_2_nothing_written(tmp_path, args, match):

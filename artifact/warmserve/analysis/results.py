@@ -1,8 +1,9 @@
 """Collect the runs of an experiment (``results/<experiment>/<run>/``) into tidy frames.
 
 Notebooks read only ``results/``; this module is how. Each run directory holds
-``run.json`` (the resolved config) and ``summary.json``; a directory without
-both is an unfinished run and is counted, not silently skipped.
+``run.json`` (the resolved config) and ``summary.json``; a directory that is
+not finished (``warmserve.rundir.is_finished``, the resume check) is counted
+as unfinished, not silently skipped.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pandas as pd
 
 from warmserve.analysis.lineage import UNKNOWN_REVISION
 from warmserve.errors import InputError
+from warmserve.rundir import is_finished
 
 # Config fields every table carries (dotted paths into run.json["config"]).
 CONFIG_FIELDS = {
@@ -92,7 +94,7 @@ def load_runs(exp_dir: str | Path) -> Runs:
         return Runs(pd.DataFrame(), pd.DataFrame(), [])
     for run_dir in sorted(p for p in exp_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
         s_path, r_path = run_dir / "summary.json", run_dir / "run.json"
-        if not (s_path.is_file() and r_path.is_file()):
+        if not is_finished(run_dir):  # the resume check: every output present, summary.json parses
             unfinished.append(run_dir.name)
             continue
         summary = json.loads(s_path.read_text())

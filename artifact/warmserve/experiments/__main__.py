@@ -3,11 +3,12 @@
 ``run NAME... [--quick] [--force] [--jobs N] [-- HYDRA_OVERRIDES...]`` runs each
 experiment of ``warmserve.experiments.catalog``: its presets as Hydra multiruns
 of ``python -m warmserve.run +experiment=<preset>`` (joblib launcher), or its
-script. Finished runs are skipped (a run directory with ``summary.json``)
+script. Finished runs are skipped (``warmserve.rundir.is_finished``)
 unless ``--force``; because every run writes atomically, an interrupted sweep
 resumes where it stopped. ``--quick`` adds each preset's ``quick_overrides``
 (fewer points, 5-minute replays). Extra overrides after ``--`` go to every run,
-e.g. ``-- backend=testbed`` or ``-- hydra/launcher=ray``.
+e.g. ``-- backend=testbed`` or ``-- hydra/launcher=ray``. A failed point or
+preset does not stop the others; the failures are listed at the end, exit 1.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from warmserve.config import REPO_ROOT, configs_dir
 from warmserve.errors import InputError, cli_main
 from warmserve.experiments import fmt_duration, record_timing
 from warmserve.experiments.catalog import CATALOG
+from warmserve.validation.overrides import check_overrides
 
 _LAUNCH = re.compile(r"launching (\d+) jobs")
 
@@ -53,11 +55,12 @@ def run_preset(preset: str, *, quick: bool, force: bool, jobs: int, extra: list[
         tail = (tail + [line.rstrip()])[-30:]
         if m := _LAUNCH.search(line):
             total = int(m.group(1))
-        elif line.startswith(("wrote ", "skip ")):
+        elif line.startswith(("wrote ", "skip ", "failed ")):  # one line per point (warmserve.run.__main__)
             done += 1
             el = time.perf_counter() - t0
             eta = el / done * (total - done) if total else 0.0
-            print(f"  [{preset}] {done}/{total or '?'} {line.split()[0]:5s} {line.split()[-1]}  "
+            status, where = line.split()[0], line.split()[1].rstrip(":")
+            print(f"  [{preset}] {done}/{total or '?'} {status:6s} {where}  "
                   f"elapsed {fmt_duration(el)}  eta {fmt_duration(eta)}", flush=True)
     rc = proc.wait()
     if rc != 0:
@@ -69,15 +72,19 @@ def run(names: list[str], *, quick: bool, force: bool, jobs: int, extra: list[st
     for name in names:
         if name not in CATALOG:
             raise InputError(f"unknown experiment '{name}'; choose from {sorted(CATALOG)}")
+    if jobs < 1:
+        raise InputError(f"--jobs: must be >= 1, got {jobs}")
+    for name in names:  # a typo in the overrides is one line before any preset starts
+        for preset in CATALOG[name].presets:
+            check_overrides([f"+experiment={preset}", *extra], "run")
+    failed: list[str] = []
     for name in names:
         exp = CATALOG[name]
         print(f"== experiment {name}: {exp.claim}", flush=True)
         t0 = time.perf_counter()
         rc = 0
-        for preset in exp.presets:
-            rc = run_preset(preset, quick=quick, force=force, jobs=jobs, extra=extra)
-            if rc:
-                break
+        for preset in exp.presets:  # a preset with failed points does not stop the next one
+            rc = run_preset(preset, quick=quick, force=force, jobs=jobs, extra=extra) or rc
         if exp.script and not rc:
             mod, fn = exp.script.split(":")
             args = (["--quick"] if quick else []) + (["--force"] if force else [])
@@ -85,9 +92,14 @@ def run(names: list[str], *, quick: bool, force: bool, jobs: int, extra: list[st
         took = time.perf_counter() - t0
         if rc:
             print(f"== experiment {name} FAILED (exit {rc}) after {fmt_duration(took)}", file=sys.stderr)
-            return rc
+            failed.append(name)
+            continue
         record_timing(f"{name}{'@quick' if quick else ''}", took)
         print(f"== experiment {name} done in {fmt_duration(took)}", flush=True)
+    if failed:
+        print(f"== failed: {', '.join(failed)} (finished runs are kept; rerun the same command to retry)",
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -6,7 +6,7 @@ from the last result, so it cannot be a multirun sweep; it calls
 :func:`run_point` instead, which composes the same config the CLI would
 (``python -m warmserve.run <overrides>``), runs it with
 :func:`warmserve.run.execute.execute`, and returns the summary. A finished run
-directory (``summary.json`` present) is read back instead of rerun, so an
+directory (``warmserve.rundir.is_finished``) is read back instead of rerun, so an
 interrupted search resumes where it stopped, exactly as a sweep does.
 """
 
@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 
 from warmserve.config import configs_dir
 from warmserve.run.execute import execute
+from warmserve.rundir import is_finished
 
 
 def compose_run(overrides: list[str]) -> DictConfig:
@@ -30,9 +31,8 @@ def compose_run(overrides: list[str]) -> DictConfig:
 
 
 def finished(out: Path) -> bool:
-    """A run directory counts as finished when its summary and manifest are both there (written
-    atomically together, see ``warmserve.atomic``)."""
-    return (out / "summary.json").is_file() and (out / "run.json").is_file()
+    """The one resume check of every run directory (``warmserve.rundir.is_finished``)."""
+    return is_finished(out)
 
 
 def run_point(overrides: list[str], out: Path, *, force: bool = False) -> dict[str, Any]:

@@ -68,7 +68,9 @@ def write_run(stage: Path, *, requests: pd.DataFrame, timeline: pd.DataFrame, ut
     write_parquet(stage / "requests.parquet", conform(requests, REQUEST_COLUMNS, "request log"))
     write_parquet(stage / "timeline.parquet", conform(timeline, TIMELINE_COLUMNS, "timeline"))
     write_parquet(stage / "utilization.parquet", conform(utilization, UTILIZATION_COLUMNS, "utilization"))
-    write_json(stage / "run.json", run)
+    outputs = ["requests.parquet", "timeline.parquet", "utilization.parquet", "run.json", "summary.json"]
+    # run.json lists what the run wrote, so a resume check (warmserve.rundir.is_finished) can see a missing file
+    write_json(stage / "run.json", {**run, "outputs": outputs + (["trace.json"] if trace else [])})
     write_json(stage / "summary.json", summary)
     if trace:
         write_chrome_trace(stage / "trace.json", chrome_trace(timeline, gpus_per_node, end_s,

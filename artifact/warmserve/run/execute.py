@@ -3,6 +3,9 @@
 Steps (everything that can be wrong with the input is checked before any
 file is written; outputs appear atomically in ``cfg.out``):
 
+0. the config against the schema (``warmserve.validation.checks.check_run``)
+   and the output path (``warmserve.atomic.check_output_dir``), before the
+   workload is built;
 1. the workload: ``warmserve.workload.api.build_workload(cfg.workload)`` and
    ``replay_slice(requests, replay_s, output_cap)`` (or a ``workload=``
    DataFrame passed in, for tests and sweeps that make their own);
@@ -37,7 +40,7 @@ import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from warmserve.atomic import atomic_output_dir
+from warmserve.atomic import atomic_output_dir, check_output_dir
 from warmserve.config import REPO_ROOT, model_specs
 from warmserve.control.controller import Controller
 from warmserve.control.features import BackendFeatures
@@ -48,6 +51,8 @@ from warmserve.metrics.schema import constant_categorical
 from warmserve.metrics.summary import summarize
 from warmserve.metrics.writers import write_run
 from warmserve.run.progress import Progress
+from warmserve.rundir import is_run_output
+from warmserve.validation.checks import check_run
 from warmserve.workload.api import build_workload, recipe_defaults, replay_slice
 
 # Published replay length (1200 s) and output cap (1023), from configs/workload/_defaults.yaml (docs/reference.md §2.7).
@@ -163,6 +168,7 @@ def run_replay(cfg: DictConfig, w: Workload) -> Path:
     """Replay ``w`` under ``cfg`` and write the run into ``cfg.out`` (atomically)."""
     if not _get(cfg, "out", None):
         raise InputError("out: no output directory given (out=<dir>)")
+    out = check_output_dir(str(cfg.out), owned=is_run_output)
     wall0 = time.perf_counter()
     backend, policy, controller, features = build(cfg, w)
     replay_s = float(_get(cfg, "replay_s", w.meta.get("replay_s", _get(cfg, "workload.replay_s", _RECIPE.replay_s))))
@@ -221,7 +227,6 @@ def run_replay(cfg: DictConfig, w: Workload) -> Path:
         "wall_s": {"replay": replay_wall, "total": None},
         "argv": sys.argv,
     }
-    out = Path(str(cfg.out))
     with atomic_output_dir(out) as stage:
         run_doc["wall_s"]["total"] = time.perf_counter() - wall0
         write_run(stage, requests=requests, timeline=timeline, utilization=util, run=run_doc, summary=summary,
@@ -232,5 +237,7 @@ def run_replay(cfg: DictConfig, w: Workload) -> Path:
 
 def execute(cfg: DictConfig, *, workload: Workload | None = None) -> Path:
     """Run one config (Hydra-composed ``configs/run.yaml``); returns the output directory."""
+    check_run(cfg, with_workload=workload is None)
+    check_output_dir(str(cfg.out), owned=is_run_output)
     w = workload if workload is not None else load_workload(cfg)
     return run_replay(cfg, w)

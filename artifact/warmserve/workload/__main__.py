@@ -6,43 +6,39 @@ writes ``<dir>/workload.parquet`` (the whole sampled hour), ``history.parquet``
 (priors), ``week_load.parquet`` (week sources), ``manifest.json`` and, with
 ``export_jsonl=true``, ``workload.jsonl``. Hydra is configured to write
 nothing else (no output dir, no logs, no chdir). Bad input: one line
-``error: ...`` on stderr, exit 2, nothing written.
+``error: <key>: ...`` on stderr, exit 2, nothing written: the overrides, the
+whole config (``warmserve.validation``) and ``out`` are checked before any
+work.
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import MissingMandatoryValue
+from omegaconf import DictConfig
 
+from warmserve.atomic import check_output_dir, remove_stale
 from warmserve.config import configs_dir
-from warmserve.errors import InputError, cli_main
-from warmserve.workload.api import build_workload, save_bundle
+from warmserve.errors import cli_main
+from warmserve.validation.checks import check_workload_app
+from warmserve.validation.overrides import check_overrides
+from warmserve.workload.api import MANIFEST, build_workload, save_bundle
 
-GROUPS = ("source", "models")
 
-
-def precheck(argv: list[str]) -> None:
-    """One-line errors for unknown group choices, before Hydra prints its multi-line ones."""
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        key = key.lstrip("+~")
-        if sep and key in GROUPS:
-            options = sorted(p.stem for p in (configs_dir() / key).glob("*.yaml"))
-            if value not in options:
-                raise InputError(f"unknown {key} '{value}'; choose one of {options}")
+def _ours(d: Path) -> bool:
+    """An existing ``out`` may be replaced only if it is a workload directory this command wrote."""
+    return (d / MANIFEST).is_file()
 
 
 @cli_main
 def run(cfg: DictConfig) -> None:
-    try:
-        out = str(cfg.out)
-    except MissingMandatoryValue:
-        raise InputError("out=<dir> is required") from None
-    if OmegaConf.is_missing(cfg.source, "path") if "path" in cfg.source else False:
-        raise InputError(f"source.path=<file> is required for source={cfg.source.name}")
+    """Validate everything, check ``out``, then build and write (the order the module doc promises)."""
+    check_workload_app(cfg)
+    out = str(cfg.out)
+    check_output_dir(out, owned=_ours)
+    remove_stale(out)
     bundle = build_workload(cfg)
     save_bundle(bundle, out, export_jsonl=bool(cfg.get("export_jsonl", False)))
     kind = "SYNTHETIC" if bundle.meta["synthetic"] else "real"
@@ -57,6 +53,12 @@ def main(cfg: DictConfig) -> None:
     run(cfg)
 
 
-if __name__ == "__main__":
-    cli_main(precheck)(sys.argv[1:])
+@cli_main
+def cli() -> None:
+    """Overrides first (one line for a typo), then the Hydra app."""
+    check_overrides(sys.argv[1:], "workload_app")
     main()
+
+
+if __name__ == "__main__":
+    cli()

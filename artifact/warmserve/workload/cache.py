@@ -10,6 +10,12 @@ parsed once; what the recipe and the priors need from it is kept under
 ``trace.parquet``   the whole re-based week (to compute load for new service constants);
 ``load-<window>-<prefill>-<decode>.parquet``  raw (unscaled) per-window mean/peak in flight.
 
+``info.json`` also records the byte size of ``trace.parquet`` and
+``hours.parquet``; an entry whose files are missing, of another size or
+unreadable (a killed writer, a full disk, a hand edit) is rebuilt with a
+one-line notice on stderr. A cache directory that cannot be written is named
+in a one-line notice and the week is built without a cache.
+
 ``key`` hashes everything that determines the content (the source parameters
 and the identity of input files: path, size, mtime), plus ``CACHE_VERSION``;
 bump it when the loader or generator changes what they produce. Entries are
@@ -22,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -34,7 +41,13 @@ from warmserve.workload.history import inflight_load
 from warmserve.workload.loader import DAY_S, Trace
 from warmserve.workload.recipe import first_hour
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: info.json records file sizes
+SIZED = ("trace.parquet", "hours.parquet")  # files whose size info.json records
+
+
+def notice(msg: str) -> None:
+    """One line on stderr: the cache is a speed-up, so its problems are notices, not errors."""
+    print(f"notice: {msg}", file=sys.stderr, flush=True)
 
 
 def cache_root() -> Path:
@@ -64,6 +77,9 @@ def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
             os.unlink(tmp)
 
 
+_UNCHECKED = object()  # WeekStore._verdict before the entry was checked
+
+
 class WeekStore:
     """A cached week source: first-hour slices, per-window load, and loader info."""
 
@@ -74,16 +90,47 @@ class WeekStore:
         self._trace: Trace | None = None
         self._hours: pd.DataFrame | None = None
         self._info: dict | None = None
+        self._verdict: object = _UNCHECKED
+
+    # -- checking -----------------------------------------------------------
+    def _valid_info(self) -> dict | None:
+        """The entry's info.json if the entry is complete and its files have the recorded sizes
+        (decided once per store, so a damaged entry is reported once)."""
+        if self._verdict is not _UNCHECKED:
+            return self._verdict  # type: ignore[return-value]
+        self._verdict = None
+        info_path = self.dir / "info.json"
+        if not (self._use_cache and info_path.is_file()):
+            return None
+        try:
+            info = json.loads(info_path.read_text())
+            sizes = info["cache_files"]
+            ok = all((self.dir / f).stat().st_size == int(sizes[f]) for f in SIZED)
+        except (OSError, ValueError, KeyError, TypeError):
+            ok, info = False, None
+        if not ok:
+            notice(f"workload cache entry {self.dir} is incomplete or corrupt; rebuilding it")
+            return None
+        self._verdict = info
+        return info
+
+    def _disable(self, exc: OSError) -> None:
+        notice(f"workload cache {self.dir.parent} is not writable ({exc.strerror or exc}); building without a cache")
+        self._use_cache = False
 
     # -- filling ------------------------------------------------------------
     def _trace_now(self) -> Trace:
         if self._trace is None:
-            tp = self.dir / "trace.parquet"
-            if self._use_cache and tp.is_file() and (self.dir / "info.json").is_file():
-                frame = pd.read_parquet(tp)
-                frame = frame.astype({"input_tokens": np.int64, "output_tokens": np.int64})
-                self._trace = Trace(frame=frame, info=json.loads((self.dir / "info.json").read_text()))
-            else:
+            info = self._valid_info()
+            if info is not None:
+                try:
+                    frame = pd.read_parquet(self.dir / "trace.parquet")
+                    frame = frame.astype({"input_tokens": np.int64, "output_tokens": np.int64})
+                    self._trace = Trace(frame=frame, info=info)
+                except Exception:  # pyarrow raises several types for a damaged file
+                    notice(f"workload cache entry {self.dir} has an unreadable trace.parquet; rebuilding it")
+                    self._verdict = None
+            if self._trace is None:
                 self._trace = self._make()
         return self._trace
 
@@ -91,9 +138,15 @@ class WeekStore:
         if self._info is not None:
             return
         info_path = self.dir / "info.json"
-        if self._use_cache and info_path.is_file() and (self.dir / "hours.parquet").is_file():
-            self._info = json.loads(info_path.read_text())
-            return
+        valid = self._valid_info()
+        if valid is not None:
+            try:
+                self._hours = pd.read_parquet(self.dir / "hours.parquet")
+                self._info = valid
+                return
+            except Exception:  # pyarrow raises several types for a damaged file
+                notice(f"workload cache entry {self.dir} has an unreadable hours.parquet; rebuilding it")
+                self._verdict = None
         trace = self._trace_now()
         t = trace.frame["t_s"].to_numpy()
         info = dict(trace.info)
@@ -119,11 +172,15 @@ class WeekStore:
         )
         self._info = info
         if self._use_cache:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            small = trace.frame.astype({"input_tokens": np.int32, "output_tokens": np.int32})
-            _write_atomic(self.dir / "trace.parquet", lambda p: small.to_parquet(p, index=False))
-            _write_atomic(self.dir / "hours.parquet", lambda p: self._hours.to_parquet(p, index=False))
-            _write_atomic(info_path, lambda p: p.write_text(json.dumps(info, indent=1, default=str)))
+            try:
+                self.dir.mkdir(parents=True, exist_ok=True)
+                small = trace.frame.astype({"input_tokens": np.int32, "output_tokens": np.int32})
+                _write_atomic(self.dir / "trace.parquet", lambda p: small.to_parquet(p, index=False))
+                _write_atomic(self.dir / "hours.parquet", lambda p: self._hours.to_parquet(p, index=False))
+                sized = {**info, "cache_files": {f: (self.dir / f).stat().st_size for f in SIZED}}
+                _write_atomic(info_path, lambda p: p.write_text(json.dumps(sized, indent=1, default=str)))
+            except OSError as exc:
+                self._disable(exc)
 
     # -- reading ------------------------------------------------------------
     @property
@@ -146,15 +203,23 @@ class WeekStore:
         n_windows = int(round(self.info["days_present"] * DAY_S / window_s))
         path = self.dir / f"load-{window_s:g}-{prefill_ms:g}-{decode_ms:g}.parquet"
         if self._use_cache and path.is_file():
-            df = pd.read_parquet(path)
-            return df["mean"].to_numpy(), df["peak"].to_numpy()
+            try:
+                df = pd.read_parquet(path)
+                if len(df) == n_windows:
+                    return df["mean"].to_numpy(), df["peak"].to_numpy()
+            except Exception:  # pyarrow raises several types for a damaged file
+                pass
+            notice(f"workload cache file {path} is corrupt; recomputing it")
         tr = self._trace_now()
         mean, peak = inflight_load(
             tr.frame["t_s"].to_numpy(), tr.frame["output_tokens"].to_numpy(), prefill_ms, decode_ms, window_s, n_windows
         )
         if self._use_cache:
-            self.dir.mkdir(parents=True, exist_ok=True)
             df = pd.DataFrame({"mean": mean, "peak": peak})
-            _write_atomic(path, lambda p: df.to_parquet(p, index=False))
+            try:
+                self.dir.mkdir(parents=True, exist_ok=True)
+                _write_atomic(path, lambda p: df.to_parquet(p, index=False))
+            except OSError as exc:
+                self._disable(exc)
         return mean, peak
 

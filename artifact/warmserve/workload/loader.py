@@ -25,6 +25,7 @@ What the published generator does (docs/reference.md §2.2) and what we do inste
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass, field
@@ -34,12 +35,56 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
+from omegaconf import OmegaConf
 
+from warmserve.config import configs_dir
 from warmserve.errors import InputError
 from warmserve.workload.schema import AZURE_COLUMNS
 
 DAY_S = 86400.0
 WEEK_S = 7 * DAY_S
+
+
+@functools.cache
+def token_limit() -> int:
+    """``token_limit`` of ``configs/workload/_defaults.yaml`` (why that bound: see the comment there)."""
+    return int(OmegaConf.load(configs_dir() / "workload" / "_defaults.yaml").token_limit)
+
+
+def check_tokens(values: np.ndarray, path: Path | str, column: str) -> np.ndarray:
+    """``values`` as int64 after checking them *as numbers*: finite, whole, >= 0 and <= ``token_limit``.
+
+    Converting first would wrap 1e20 to a negative int64, truncate 12.7 to 12 and turn inf into a
+    huge negative; the error names the file, the column and the first bad row (1 = first data row).
+    """
+    v = np.asarray(values)
+    if v.dtype.kind in "iu":
+        bad = (v < 0) | (v > token_limit())
+    else:
+        v = v.astype(np.float64, copy=False)
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isfinite(v) | (v < 0) | (v > token_limit()) | (v != np.floor(v))
+    if bad.any():
+        i = int(np.argmax(bad))
+        x = v[i].item()  # a Python number, so the message shows -5, not np.int64(-5)
+        why = ("empty/NaN/non-numeric" if x != x else "not finite" if not np.isfinite(x) else "negative" if x < 0
+               else f"above token_limit={token_limit()} (configs/workload/_defaults.yaml)" if x > token_limit()
+               else "not a whole number")
+        raise InputError(f"{path}: column '{column}' row {i + 1}: {why} ({x!r}); {int(bad.sum())} bad value(s)")
+    return v.astype(np.int64, copy=False)
+
+
+def check_arrivals(values: np.ndarray, path: Path | str, column: str) -> np.ndarray:
+    """Arrival times as float64, each finite and >= 0 (an inf row would otherwise vanish silently)."""
+    v = np.asarray(values, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(v) | (v < 0)
+    if bad.any():
+        i = int(np.argmax(bad))
+        x = v[i].item()
+        why = "empty/NaN/non-numeric" if x != x else "not finite" if not np.isfinite(x) else "negative"
+        raise InputError(f"{path}: column '{column}' row {i + 1}: {why} ({x!r}); {int(bad.sum())} bad value(s)")
+    return v
 
 
 @dataclass(slots=True)
@@ -160,20 +205,17 @@ def read_azure_rows(path: str | os.PathLike[str], max_unparseable: int = 0) -> t
     if n_read == 0:
         raise InputError(f"{path}: no data rows")
     if n_bad_ts > max_unparseable:
+        first_bad = int(np.argmax(ns == _NS_MISSING)) + 1
         raise InputError(
-            f"{path}: {n_bad_ts} of {n_read} TIMESTAMP values cannot be parsed (allowed: source.max_unparseable={max_unparseable})"
+            f"{path}: column 'TIMESTAMP' row {first_bad}: cannot be parsed; {n_bad_ts} of {n_read} such rows "
+            f"(allowed: source.max_unparseable={max_unparseable})"
         )
     tokens = {}
     for name in ("ContextTokens", "GeneratedTokens"):
         col = table.column(name)
         if col.null_count:
             raise InputError(f"{path}: column '{name}' has {col.null_count} empty/NaN value(s)")
-        arr = col.to_numpy()
-        if np.isnan(arr).any() if arr.dtype.kind == "f" else False:
-            raise InputError(f"{path}: column '{name}' has {int(np.isnan(arr).sum())} NaN value(s)")
-        if (arr < 0).any():
-            raise InputError(f"{path}: column '{name}' has {int((arr < 0).sum())} negative value(s)")
-        tokens[name] = arr.astype(np.int64, copy=False)
+        tokens[name] = check_tokens(col.to_numpy(), path, name)
     del table
     ctx, gen = tokens["ContextTokens"], tokens["GeneratedTokens"]
     if n_bad_ts:

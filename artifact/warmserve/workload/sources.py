@@ -34,7 +34,14 @@ from warmserve.config import REPO_ROOT, bundled, data_dir, load_yaml
 from warmserve.errors import InputError
 from warmserve.workload import synthetic
 from warmserve.workload.cache import WeekStore, cache_root, file_identity, key_of
-from warmserve.workload.loader import DAY_S, Trace, load_azure_csv, read_azure_rows
+from warmserve.workload.loader import (
+    DAY_S,
+    Trace,
+    check_arrivals,
+    check_tokens,
+    load_azure_csv,
+    read_azure_rows,
+)
 from warmserve.workload.recipe import HOUR_S
 
 SOURCE_NAMES = ("azure2024", "synthetic", "azure2023", "servegen", "mooncake", "file")
@@ -90,9 +97,11 @@ def _synthetic(cfg, use_cache: bool) -> Source:
 
     def make() -> Trace:
         us, ctx, gen, info = synthetic.synthesize(cfg)
-        root = cache_root()
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".synthetic-", dir=root))
+        try:  # beside the cache (big and fast), else the system temp dir when the cache is not writable
+            cache_root().mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=".synthetic-", dir=cache_root()))
+        except OSError:
+            tmp = Path(tempfile.mkdtemp(prefix=".synthetic-"))
         try:
             csv = tmp / "synthetic_week.csv"
             synthetic.write_azure_csv(csv, us, ctx, gen)
@@ -244,12 +253,12 @@ def _tokens(df: pd.DataFrame, key: str, path: Path) -> np.ndarray:
     c = _column(df, key, path)
     if c is None:
         raise InputError(f"{path}: missing column {' or '.join(ALIASES[key])}")
-    v = pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=float)
-    if np.isnan(v).any():
-        raise InputError(f"{path}: column '{c}' has {int(np.isnan(v).sum())} empty/NaN/non-numeric value(s)")
-    if (v < 0).any():
-        raise InputError(f"{path}: column '{c}' has {int((v < 0).sum())} negative value(s)")
-    return v.astype(np.int64)
+    return check_tokens(_numbers(df, c), path, c)
+
+
+def _numbers(df: pd.DataFrame, c: str) -> np.ndarray:
+    """Column ``c`` as float64 (non-numeric cells NaN), for checking before any conversion."""
+    return pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
 def read_request_file(path: Path, rebase: bool = True) -> tuple[pd.DataFrame, dict]:
@@ -263,13 +272,11 @@ def read_request_file(path: Path, rebase: bool = True) -> tuple[pd.DataFrame, di
     if len(df) == 0:
         raise InputError(f"{path}: no rows")
     if (c := _column(df, "arrival_s", path)) is not None:
-        t = pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=float)
+        t = check_arrivals(_numbers(df, c), path, c)
     elif (c := _column(df, "timestamp_ms", path)) is not None:
-        t = pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=float) / 1000.0
+        t = check_arrivals(_numbers(df, c), path, c) / 1000.0
     else:
         raise InputError(f"{path}: missing column arrival_s (seconds) or timestamp (ms)")
-    if np.isnan(t).any():
-        raise InputError(f"{path}: column '{c}' has {int(np.isnan(t).sum())} empty/NaN/non-numeric value(s)")
     out = pd.DataFrame({"t_s": t, "input_tokens": _tokens(df, "input_tokens", path), "output_tokens": _tokens(df, "output_tokens", path)})
     if "model" in df.columns:
         out["model"] = df["model"].astype(str).to_numpy()
