@@ -12,7 +12,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from warmserve.calibrate import cpu, machine
-from warmserve.config import configs_dir
+from warmserve.config import REPO_ROOT, configs_dir
 
 
 def _stub_engine() -> dict:
@@ -44,9 +44,11 @@ def test_machine_description_has_no_hostname(monkeypatch) -> None:
 
 def test_record_wraps_a_command_and_passes_its_status(tmp_path) -> None:
     out = tmp_path / "host.json"
-    rc = machine.main(["--out", str(out), "--", sys.executable, "-c", "import sys; sys.exit(3)"])
+    rc = machine.main(["--out", str(out), "--", sys.executable, "-c", "import sys; sys.exit(3)",
+                       f"file://{REPO_ROOT}/results/x"])
     doc = json.loads(out.read_text())
     assert rc == 3 and doc["exit_status"] == 3
+    assert doc["command"][-1] == "file://results/x"  # no absolute paths of ours in a committed record
     assert doc["machine"] == machine.describe() and doc["loadavg_1m"]["samples"] >= 1
     assert doc["started"] <= doc["finished"] and doc["git_revision"]
 

