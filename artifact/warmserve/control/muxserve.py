@@ -60,6 +60,13 @@ class MuxServePolicy(SystemPolicy):
         if hw is None or "gpu_mem_bytes" not in hw:
             raise InputError("muxserve needs the hardware profile's gpu_mem_bytes")
         self.pool = int(float(hw["gpu_mem_bytes"]) * float(hw.get("gpu_mem_utilization", 1.0)))
+        engine = hw.get("engine", {})
+        bt = int(engine.get("kv_block_tokens", 1))
+        # the least KV the backends start an engine with: one max_model_len sequence plus one block
+        # (sim/backend.py start_instance); placement reserves the larger of it and min_kv_fraction of the pool
+        self.kv_min = {m: (-(-int(engine.get("max_model_len", 0)) // bt) + 1) * -(-s.kv_bytes_per_token // s.tp) * bt
+                       for m, s in self.specs.items()}
+        self.kv_floor = {m: max(min_kv_fraction * self.pool, k) for m, k in self.kv_min.items()}
         self.mesh = mesh_gpus or max(s.tp for s in self.specs.values())
         if self.mesh > inputs.gpus_per_node or inputs.gpus_per_node % self.mesh:
             raise InputError(f"system.policy.mesh_gpus={self.mesh} must divide gpus_per_node={inputs.gpus_per_node}")
@@ -90,7 +97,7 @@ class MuxServePolicy(SystemPolicy):
         n_gpus = self.inputs.nodes * self.inputs.gpus_per_node
         weights = [0] * n_gpus  # bytes of weights per GPU
         load = [0.0] * n_gpus  # demand placed per GPU
-        count = [0] * n_gpus  # instances per GPU
+        floors = [0.0] * n_gpus  # KV floors (bytes) of the instances per GPU
         placed: list[tuple[str, GpuSet]] = []
         have: dict[str, int] = defaultdict(int)
         # one instance of every model first (biggest demand first), then extra ones by demand per instance
@@ -99,7 +106,9 @@ class MuxServePolicy(SystemPolicy):
         while queue:
             m, mandatory = queue.pop(0)
             spec = self.specs[m]
-            block = self._best_block(spec.tp, spec.bytes_per_gpu, weights, load, count, demand[m] / want[m])
+            taken = {g for pm, pg in placed if pm == m for g in pg}  # never two instances of a model on a GPU
+            block = self._best_block(spec.tp, spec.bytes_per_gpu + self.kv_floor[m], weights, load, floors,
+                                     demand[m] / want[m], taken)
             if block is None:
                 if mandatory:
                     raise InputError(
@@ -110,7 +119,7 @@ class MuxServePolicy(SystemPolicy):
             for g in block:
                 weights[g] += spec.bytes_per_gpu
                 load[g] += demand[m] / want[m]
-                count[g] += 1
+                floors[g] += self.kv_floor[m]
             placed.append((m, block))
             have[m] += 1
             if mandatory and m == order[-1]:
@@ -119,17 +128,17 @@ class MuxServePolicy(SystemPolicy):
         return self._fractions(placed, demand, want)
 
     def _best_block(
-        self, tp: int, size: int, weights: list[int], load: list[float], count: list[int], add: float
+        self, tp: int, size: float, weights: list[int], load: list[float], floors: list[float], add: float,
+        taken: set[int],
     ) -> GpuSet | None:
+        """Least-loaded aligned block with room for ``size`` (weights + KV floor) next to what is placed."""
         best: tuple[float, GpuSet] | None = None
         gpn = self.inputs.gpus_per_node
         for node in range(self.inputs.nodes):
             for mesh0 in range(node * gpn, (node + 1) * gpn, self.mesh):
                 for b0 in range(mesh0, mesh0 + self.mesh - tp + 1, tp):
                     block = tuple(range(b0, b0 + tp))
-                    fits = all(
-                        weights[g] + size + (count[g] + 1) * self.min_kv_fraction * self.pool <= self.pool for g in block
-                    )
+                    fits = all(g not in taken and weights[g] + floors[g] + size <= self.pool for g in block)
                     if not fits:
                         continue
                     key = (round(sum(load[g] for g in block) + add * tp, 9), block)
@@ -154,6 +163,13 @@ class MuxServePolicy(SystemPolicy):
                 free = self.pool - sum(self.specs[placed[i][0]].bytes_per_gpu for i in others)
                 w = {i: demand[placed[i][0]] / want[placed[i][0]] for i in others}
                 frac = (self.specs[m].bytes_per_gpu + free * w[idx] / sum(w.values())) / self.pool
+                if any(free * w[i] / sum(w.values()) < self.kv_min[placed[i][0]] for i in others):
+                    # a share proportional to demand would leave someone here too little KV to start: every
+                    # instance gets that minimum first and the rest by demand (placement left room for it);
+                    # one ulp up so the backend's int(fraction x pool) never rounds below it
+                    spare = free - sum(self.kv_min[placed[i][0]] for i in others)
+                    frac = math.nextafter((self.specs[m].bytes_per_gpu + self.kv_min[m]
+                                           + spare * w[idx] / sum(w.values())) / self.pool, math.inf)
                 share = min(share, frac)
             out.append((m, gpus, share))
         return out
