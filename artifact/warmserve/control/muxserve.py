@@ -33,7 +33,7 @@ import math
 from collections import defaultdict
 
 from warmserve.control.policy import PolicyContext, PolicyInputs, SystemPolicy
-from warmserve.control.seam import Command, GpuSet, StartInstance
+from warmserve.control.seam import Command, GpuSet, StartInstance, min_kv_blocks
 from warmserve.errors import InputError
 
 
@@ -64,7 +64,7 @@ class MuxServePolicy(SystemPolicy):
         bt = int(engine.get("kv_block_tokens", 1))
         # the least KV the backends start an engine with: one max_model_len sequence plus one block
         # (sim/backend.py start_instance); placement reserves the larger of it and min_kv_fraction of the pool
-        self.kv_min = {m: (-(-int(engine.get("max_model_len", 0)) // bt) + 1) * -(-s.kv_bytes_per_token // s.tp) * bt
+        self.kv_min = {m: min_kv_blocks(int(engine.get("max_model_len", 0)), bt) * -(-s.kv_bytes_per_token // s.tp) * bt
                        for m, s in self.specs.items()}
         self.kv_floor = {m: max(min_kv_fraction * self.pool, k) for m, k in self.kv_min.items()}
         self.mesh = mesh_gpus or max(s.tp for s in self.specs.values())
