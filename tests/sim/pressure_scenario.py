@@ -9,9 +9,9 @@ controller, extended to check that a plan is applied as planned (``PlanOrderCont
 
 from __future__ import annotations
 
-import copy
 import functools
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,13 +71,18 @@ class PressureScenario:
 
 
 def models_of(sc: PressureScenario) -> dict[str, ModelSpec]:
-    if isinstance(sc.mix, str):
-        return model_specs(sc.mix)
-    entries = [{"name": f"{base}-{i}", "base": base} for base, n in zip(BASES, sc.mix, strict=True) for i in range(n)]
-    return model_specs(entries)
+    return dict(_models(sc.mix))
 
 
-def gpu_mem_bytes(sc: PressureScenario, models: dict[str, ModelSpec], hw: dict) -> int:
+@functools.cache
+def _models(mix: str | tuple[int, int, int]) -> dict[str, ModelSpec]:  # specs are frozen; callers get a copy
+    if isinstance(mix, str):
+        return model_specs(mix)
+    return model_specs([{"name": f"{base}-{i}", "base": base} for base, n in zip(BASES, mix, strict=True)
+                        for i in range(n)])
+
+
+def gpu_mem_bytes(sc: PressureScenario, models: dict[str, ModelSpec], hw: Mapping) -> int:
     """From the least GPU that holds every model's weights plus the KV of one start (seam.min_kv_blocks)
     up to TOP_BYTES, skewed low; or (``too_small``) one that holds the largest weight shard only."""
     util, eng = float(hw["gpu_mem_utilization"]), hw["engine"]
@@ -91,11 +96,14 @@ def gpu_mem_bytes(sc: PressureScenario, models: dict[str, ModelSpec], hw: dict) 
 
 
 @functools.cache
-def _system_cfg(system: str) -> DictConfig:
+def _system_cfg(system: str, worker_pool: int | None) -> DictConfig:
+    """The composed run config of a system, with the test hardware; ``config`` sets what varies in place
+    (every such field, every time) -- a deep copy per scenario cost more than the replay."""
     with initialize_config_dir(config_dir=str(configs_dir()), version_base="1.3"):
         cfg = compose(config_name="run", overrides=[f"system={system}", "hardware=a100-80gb", "~workload",
                                                     "out=unused", "progress=false"])
     OmegaConf.set_struct(cfg, False)
+    cfg.hardware = hardware(TOP_BYTES // 2**30, int(cfg.hardware.engine.kv_block_tokens), worker_pool=worker_pool)
     return cfg
 
 
@@ -128,11 +136,10 @@ def workload(sc: PressureScenario, models: dict[str, ModelSpec]) -> Workload:
 
 
 def config(sc: PressureScenario, models: dict[str, ModelSpec]) -> DictConfig:
-    cfg = copy.deepcopy(_system_cfg(sc.system))
-    cfg.cluster = {"name": f"pressure_{sc.nodes}x{sc.gpn}", "nodes": sc.nodes, "gpus_per_node": sc.gpn}
-    hw = hardware(TOP_BYTES // 2**30, int(cfg.hardware.engine.kv_block_tokens), worker_pool=sc.worker_pool)
-    hw["gpu_mem_bytes"] = gpu_mem_bytes(sc, models, hw)
-    cfg.hardware = hw
+    cfg = _system_cfg(sc.system, sc.worker_pool)
+    cfg.cluster.nodes = sc.nodes
+    cfg.cluster.gpus_per_node = sc.gpn
+    cfg.hardware.gpu_mem_bytes = gpu_mem_bytes(sc, models, cfg.hardware)
     cfg.backend.setup_ready = sc.setup_ready
     cfg.seed = sc.seed
     cfg.window_s = sc.window_s

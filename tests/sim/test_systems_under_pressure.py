@@ -20,6 +20,7 @@ GPUs for one request each (``warmserve.control.probe``), not systems meant to ru
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 
 from hypothesis import HealthCheck, given, settings
@@ -34,6 +35,7 @@ EXAMPLES = 680  # >= 500 run after the up-front refusals (about 20 %: static and
 DRAIN_S = 3000.0  # long enough that a backlog clears; a run halts as soon as every request ended
 
 
+@functools.cache
 def _has_70b(mix: str) -> bool:
     return any(s.tp > 2 for s in model_specs(mix).values())
 
