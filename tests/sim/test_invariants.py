@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from twin_scenario import Scenario, parquet_bytes, run
+from twin_scenario import Scenario, assert_memory_never_oversubscribed, parquet_bytes, run
 
 from warmserve.control.features import BackendFeatures
 
@@ -62,11 +62,7 @@ def test_twin_invariants(sc: Scenario) -> None:
     assert np.isfinite(ok["ttft_s"]).all() and (ok["finish_s"] >= ok["first_token_s"]).all()
     assert set(log.loc[log["status"] == "ok", "start_kind"].astype(str)) <= {"warm", "prewarmed", "worker", "cold"}
     # memory: the books balance and never exceeded capacity along the way (ledger log replay)
-    lt = np.frombuffer(b.ledger.log_t)
-    assert (np.diff(lt) >= 0).all()
-    for g in range(len(b.state.gpus)):
-        d = np.frombuffer(b.ledger.log_delta, dtype=np.int64)[np.frombuffer(b.ledger.log_gpu, dtype=np.int32) == g]
-        assert (np.cumsum(d) <= b.state.gpus[g].capacity_bytes).all()
+    assert_memory_never_oversubscribed(b)
     # sleeping replicas: pinned host memory never past its capacity, and the books match the replicas left
     assert all(p <= b.host.capacity for p in b.host.peak)
     for node in range(b.state.nodes):

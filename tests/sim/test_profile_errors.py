@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import copy
 
+import pandas as pd
 import pytest
 from twin_scenario import _base_hw, _specs
 
 from warmserve.config import load_yaml, model_specs
+from warmserve.control.controller import Controller
+from warmserve.control.policy import PolicyContext, SystemPolicy
+from warmserve.control.seam import Command, StartInstance
 from warmserve.errors import InputError
 from warmserve.sim.backend import SimBackend
 from warmserve.sim.profile import load_profile
@@ -67,6 +71,40 @@ def test_model_that_does_not_fit_a_gpu() -> None:
     big = model_specs([{"name": "big", "base": "llama2-70b"}])
     # 70B at tp4 fits an 80 GB GPU; the 4-GPU node is required
     _make(models=big, cluster={"nodes": 1, "gpus_per_node": 4})
+
+
+@pytest.mark.parametrize(("extra_blocks", "fits"), [(8.5, False), (9.0, True)])
+def test_fit_check_matches_what_a_start_needs(extra_blocks: float, fits: bool) -> None:
+    # A GPU with room for the weights plus 8 KV blocks (2048 tokens at 256 per block) used to pass the
+    # check, and then every start failed with CapacityError ("leaves 8 KV blocks"): a start needs one
+    # max_model_len sequence *and* one more block (seam.min_kv_blocks).
+    spec = model_specs([{"name": "m", "base": "llama2-7b"}])
+    block = spec["m"].kv_bytes_per_token * 256
+    hw = copy.deepcopy(_base_hw())
+    hw["engine"]["kv_block_tokens"] = 256
+    hw["engine"]["max_model_len"] = 2048
+    hw["gpu_mem_utilization"] = 1.0
+    hw["gpu_mem_bytes"] = spec["m"].bytes_per_gpu + int(extra_blocks * block)
+    if not fits:
+        assert "do not fit" in _err(lambda: _make(hw, models=spec))
+        return
+    b = _make(hw, models=spec)
+
+    class StartOne(SystemPolicy):
+        def setup(self, ctx: PolicyContext) -> list[Command]:
+            return [StartInstance("m", (0,))]
+
+    none = pd.DataFrame({c: pd.Series([], dtype=t) for c, t in
+                         [("request_id", "int64"), ("arrival_s", "float64"), ("model", object),
+                          ("input_tokens", "int64"), ("output_tokens", "int64")]})
+    b.replay(none, Controller(b, StartOne(), ["m"]), 1.0)  # the smallest GPU the check accepts can start it
+    assert len(b.insts) == 1
+
+
+def test_fixed_kv_cache_smaller_than_one_sequence_is_refused() -> None:
+    hw = copy.deepcopy(_base_hw())
+    hw["engine"]["kv_cache_bytes"] = 2**20
+    assert "kv_cache_bytes" in _err(lambda: _make(hw))
 
 
 def test_bad_cluster_values() -> None:

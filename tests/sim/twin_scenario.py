@@ -129,6 +129,17 @@ def run(sc: Scenario):
     return b, wl, info, pol
 
 
+def assert_memory_never_oversubscribed(b: SimBackend) -> None:
+    """The books balance now, and no GPU ever held more than its capacity along the way (ledger log replay)."""
+    b.ledger.check()
+    lt = np.frombuffer(b.ledger.log_t)
+    assert (np.diff(lt) >= 0).all()
+    gpu_of = np.frombuffer(b.ledger.log_gpu, dtype=np.int32)
+    delta = np.frombuffer(b.ledger.log_delta, dtype=np.int64)
+    for g in range(len(b.state.gpus)):
+        assert (np.cumsum(delta[gpu_of == g]) <= b.state.gpus[g].capacity_bytes).all()
+
+
 def parquet_bytes(df: pd.DataFrame) -> bytes:
     buf = io.BytesIO()
     df.to_parquet(buf, index=False, engine="pyarrow", compression="zstd")

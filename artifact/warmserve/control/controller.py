@@ -12,6 +12,19 @@ assigned to it; otherwise it waits. Unlike the published front end, which
 re-polls every second, waiting requests are retried as soon as capacity can
 have changed (an instance became ready, a request finished, a tick ran), so no
 artificial 0-1 s delay is added.
+
+Events raised while a tick's commands are being applied are not routed at
+once. A backend may report an event synchronously from inside a verb (the
+twin stops an idle instance at once and calls ``on_instance_stopped``
+before ``stop_instance`` returns); routing then could launch an instance on
+GPUs the rest of the same command list was planned around (a ``Prewarm``
+into memory the launch just took), so a policy's plan would no longer match
+the state it was made for. The controller therefore only records which
+models have waiting requests to route and routes them once ``apply``
+returns, when the whole plan has taken effect. Load bookkeeping
+(``LoadTracker``) still happens at the event's own time. The testbed reports
+its events from separate tasks, so there the deferral never triggers; the
+controller is the same object on both backends.
 """
 
 from __future__ import annotations
@@ -48,6 +61,8 @@ class Controller:
             pending={m: deque() for m in models},
         )
         self._stopped = False
+        self._applying = 0  # depth of apply() calls in progress (see the module docstring)
+        self._deferred: dict[str, None] = {}  # models to route once apply returns (insertion-ordered set)
         self._now = backend.clock.now  # bound once (the backend's clock object never changes)
         self.observers: list[Callable[[str, dict], None]] = []  # e.g. timeline recorders
 
@@ -89,7 +104,10 @@ class Controller:
         model = request.model
         ctx.load.change(model, 1, now)
         ctx.pending[model].append(request)
-        self._drain(model)
+        if self._applying:
+            self._deferred[model] = None
+        else:
+            self._drain(model)
 
     def on_finish(self, request_id: int, model: str, instance_id: int | None, status: RequestStatus) -> None:
         now = self._now()
@@ -97,23 +115,30 @@ class Controller:
         ctx.now = now
         ctx.load.change(model, -1, now)
         if ctx.pending[model]:  # nothing waits: nothing to route
-            self._drain(model)
+            self._route(model)
 
     def on_instance_ready(self, instance_id: int) -> None:
         self.ctx.now = self.backend.clock.now()
-        self._drain(self.backend.state.instances[instance_id].model)
+        self._route(self.backend.state.instances[instance_id].model)
 
     def on_instance_stopped(self, instance_id: int) -> None:
         self.ctx.now = self.backend.clock.now()
         # freed GPUs may let a waiting model launch
         for model, queue in self.ctx.pending.items():
             if queue:
-                self._drain(model)
+                self._route(model)
 
     def on_prewarm_done(self, model: str, gpus: GpuSet) -> None:
         self.ctx.now = self.backend.clock.now()
 
     # ---- routing ---------------------------------------------------------
+    def _route(self, model: str) -> None:
+        """Route ``model``'s waiting requests now, or once the commands being applied have all taken effect."""
+        if self._applying:
+            self._deferred[model] = None
+        else:
+            self._drain(model)
+
     def _drain(self, model: str) -> None:
         ctx = self.ctx
         queue = ctx.pending[model]
@@ -144,6 +169,19 @@ class Controller:
         return iid
 
     def apply(self, commands: list[Command]) -> None:
+        """Apply a policy's commands in order; routing asked for meanwhile runs after the last one."""
+        self._applying += 1
+        try:
+            self._apply(commands)
+        finally:
+            self._applying -= 1
+        if not self._applying and self._deferred:
+            deferred, self._deferred = self._deferred, {}
+            for model in deferred:  # outside apply now: nothing routed here is deferred again
+                if self.ctx.pending[model]:
+                    self._drain(model)
+
+    def _apply(self, commands: list[Command]) -> None:
         b = self.backend
         for cmd in commands:
             match cmd:

@@ -33,7 +33,7 @@ from typing import Any
 from warmserve.control.mps import ShareModel
 from warmserve.control.mux_placement import Instance, Layout, Llm, Params, instances, place
 from warmserve.control.policy import PolicyContext, PolicyInputs, SystemPolicy
-from warmserve.control.seam import Command, ModelSpec, StartInstance
+from warmserve.control.seam import Command, ModelSpec, StartInstance, min_kv_blocks
 from warmserve.errors import InputError
 
 RATES = ("mean", "peak")
@@ -124,9 +124,9 @@ class MuxServePolicy(SystemPolicy):
         spec = self.specs[m]
         kv_tok = -(-spec.kv_bytes_per_token // spec.tp)
         block = kv_tok * self._block_tokens
-        # the twin admits an instance only with KV for one max_model_len sequence plus a block;
+        # the least KV any start needs (seam.min_kv_blocks, the one rule the backends apply);
         # one more block absorbs the rounding of mem_fraction
-        min_blocks = -(-self._max_len // self._block_tokens) + 2
+        min_blocks = min_kv_blocks(self._max_len, self._block_tokens) + 1
         reserve = max(int(self.min_kv_fraction * self.pool), min_blocks * block)
         scale, prefill = self._classes[m]
         mean, peak = self._rates_used[m]

@@ -68,6 +68,18 @@ class CapacityError(RuntimeError):
     """A command would oversubscribe GPU memory or double-book a GPU (a policy bug)."""
 
 
+def min_kv_blocks(max_model_len: int, block_tokens: int) -> int:
+    """The fewest KV blocks an instance may start with: one ``max_model_len`` sequence plus one block.
+
+    The twin admits a sequence only while one more block fits beside it, so an
+    engine with fewer blocks could never run a maximum-length request. Backends
+    refuse such a start (``CapacityError``), input checks refuse a model whose
+    GPU cannot hold that much beside its weights, and policies that size KV
+    shares (MuxServe) leave at least this much -- all through this function.
+    """
+    return -(-max_model_len // block_tokens) + 1
+
+
 class StartKind(enum.StrEnum):
     """How much of an instance was already in place when a request needed it.
 

@@ -62,6 +62,7 @@ from warmserve.control.seam import (
     Request,
     RequestStatus,
     StartKind,
+    min_kv_blocks,
 )
 from warmserve.metrics.schema import gpus_str
 from warmserve.run.protocol import ReplayInfo
@@ -287,7 +288,7 @@ class SimBackend(Backend):
         lim = self.hw.engine
         if lim.kv_cache_bytes is not None:  # the engine is given a fixed KV cache (--kv-cache-memory-bytes)
             blocks = min(blocks, lim.kv_cache_bytes // bb)
-        if blocks * lim.kv_block_tokens < lim.max_model_len + lim.kv_block_tokens:
+        if blocks < min_kv_blocks(lim.max_model_len, lim.kv_block_tokens):
             raise CapacityError(f"start {model}: mem_fraction {mem_fraction} leaves {max(blocks, 0)} KV blocks")
         # check before changing anything: free memory plus what evicting other replicas would free
         victims: dict[int, ReplicaState] = {}

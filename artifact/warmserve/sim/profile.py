@@ -14,7 +14,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from warmserve.control.mps import ShareModel
-from warmserve.control.seam import ModelSpec
+from warmserve.control.seam import ModelSpec, min_kv_blocks
 from warmserve.errors import InputError
 
 LINK_FIELDS = ("pcie_h2d_GBps", "pcie_d2h_GBps", "pcie_switch_uplink_GBps", "host_mem_GBps", "nvme_GBps", "hbm_GBps")
@@ -227,12 +227,18 @@ def check_models_fit(hw: HardwareProfile, models: Mapping[str, ModelSpec], gpus_
             raise InputError(f"model {name}: tp={spec.tp} exceeds cluster.gpus_per_node={gpus_per_node}")
         if (spec.base, spec.tp) not in hw.latency:
             raise InputError(f"hardware '{hw.name}'.latency.{spec.base}.tp{spec.tp}: missing (model {name})")
+        # the KV every start needs (SimBackend.start_instance refuses fewer blocks with CapacityError)
         block = -(-spec.kv_bytes_per_token // spec.tp) * hw.engine.kv_block_tokens
-        need = spec.bytes_per_gpu + block * -(-hw.engine.max_model_len // hw.engine.kv_block_tokens)
+        blocks = min_kv_blocks(hw.engine.max_model_len, hw.engine.kv_block_tokens)
+        need = spec.bytes_per_gpu + block * blocks
         if need > hw.pool_bytes:
             raise InputError(
                 f"model {name}: weights {spec.bytes_per_gpu / 2**30:.1f} GiB/GPU at tp={spec.tp} plus KV for one "
-                f"max_model_len sequence do not fit hardware '{hw.name}' pool {hw.pool_bytes / 2**30:.1f} GiB/GPU")
+                f"max_model_len sequence and a block do not fit hardware '{hw.name}' pool "
+                f"{hw.pool_bytes / 2**30:.1f} GiB/GPU")
+        if hw.engine.kv_cache_bytes is not None and hw.engine.kv_cache_bytes // block < blocks:
+            raise InputError(f"model {name}: hardware '{hw.name}'.engine.kv_cache_bytes={hw.engine.kv_cache_bytes} "
+                             f"holds fewer than the {blocks} KV blocks of one max_model_len sequence and a block")
 
 
 def cluster_shape(cluster: Any) -> tuple[int, int]:

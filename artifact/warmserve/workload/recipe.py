@@ -160,6 +160,9 @@ def reshape_cv(requests: pd.DataFrame, cv: float, seed: int) -> pd.DataFrame:
         gaps = np.random.default_rng(seed).gamma(1.0 / cv**2, mean_gap * cv**2, size=n - 1)
         gaps *= span / gaps.sum()
         new = np.concatenate([[first], first + np.cumsum(gaps)])
+        # the rounded partial sums can pass ``last`` by an ulp near the end (very small gaps at high
+        # CV); clip, so pinning the last arrival never puts it before the one ahead of it
+        np.minimum(new, last, out=new)
         new[-1] = last
     out = requests.copy()
     out["arrival_s"] = new
