@@ -113,8 +113,8 @@ def test_vmm_background_mapping_grows_the_usable_kv_to_all_of_it() -> None:
     b, _ = _run([(0, 100.0, "m7a", 16, 2), (1, 500.0, "m7a", 16, 2)], pre=lambda b: b.prewarm("m7a", (0,)))
     inst = b.insts[0]
     total = inst.st.kv_blocks_total
-    steps = inst.kv_ramp
-    assert steps and steps[-1][1] == total and inst.kv_mapped == total  # every block mapped by the end
+    steps = b.starts[0].kv_ramp
+    assert steps and steps[-1][1] == total and b.starts[0].kv_mapped == total  # every block mapped by the end
     block = 524288 * 256
     per_block = 0.0179 / 1e9 * block + 0.010 / 20971520 * block  # map cost + the published throttle
     assert steps[-1][0] == pytest.approx((total - 9) * per_block)

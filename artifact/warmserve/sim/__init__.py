@@ -9,8 +9,15 @@ Modules (one job each):
 ``ledger``     per-GPU memory books (weights, KV, prewarmed); oversubscription raises
 ``instance``   one engine: continuous batching, analytic decode runs, preemption by recompute
 ``requests``   per-request state in flat arrays (10^7 requests without per-request objects)
-``backend``    ``SimBackend``: the seam's verbs, engine lifecycle, replay, outputs
-``outputs``    request log / timeline / utilisation tables from the twin's records
+``lifecycle``  what a start costs (the start plans) and sleep mode's pinned host memory
+``loading``    weight loads of replicas and starts (flows over the links) with their waiters
+``workers``    the pre-spawned worker pool per node
+``backend``    ``SimBackend``: the seam's verbs; drives the modules below
+``residency``  what sits in GPU memory: replicas booked and dropped, a start's claim, a stop's release
+``starting``   the start state machine (init -> load -> post -> ready); each start's ``Start`` record
+``kv_lending`` ``lend_kv``: free KV blocks of an instance lent to prewarming
+``replay``     arrivals fed to the controller, ends counted, end-of-run timeouts
+``outputs``    request log / timeline / utilisation tables from a ``TwinRecord`` (no backend object)
 ``synthetic``  a seeded synthetic workload for tests and the benchmark (labelled synthetic)
 
 Every number the twin uses comes from ``configs/`` (hardware, model); results

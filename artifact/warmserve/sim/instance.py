@@ -1,5 +1,9 @@
 """One serving engine at iteration granularity (vLLM-0.6-style continuous batching).
 
+(Past the ~400-line house rule on purpose: one hot-path class whose methods share the slot
+copies of the speed notes below; splitting the scheduler from the iteration ends would add a
+call or an attribute chain per event. Its start's lifecycle lives in ``warmserve.sim.starting``.)
+
 Scheduling, as the published engines (vLLM 0.6.3, no chunked prefill) do it:
 
 * Waiting sequences are admitted FIFO into a *prefill iteration* while the
@@ -69,9 +73,7 @@ class Instance:
         "st", "lat", "lim", "loop", "req", "on_done", "on_drained", "on_preempt",
         "waiting", "running", "fin", "step", "ctx", "cap_tokens", "block_tokens", "mode", "gen",
         "t0", "k", "B", "A", "D", "batch", "in_handler", "truncated",
-        "t_created", "t_load0", "t_load1", "t_ready", "t_stop", "seg", "keep", "job", "post_s", "reuse", "slow",
-        "slow_prefill",
-        "refilled", "wake", "kv_mapped", "kv_ramp",
+        "seg", "slow", "slow_prefill",
         # hot-path copies (see the speed notes)
         "heap", "seq", "inp", "out", "gen_tok", "epoch", "admit_step", "first", "prefill",
         "max_seqs", "max_batched", "max_len", "p_base", "p_tok", "d_base", "d_seq", "d_ctx", "mixed",
@@ -107,19 +109,9 @@ class Instance:
         self.batch: list[int] = []
         self.in_handler = False
         self.truncated = False
-        self.t_created = loop.t
-        self.t_load0 = self.t_load1 = self.t_ready = self.t_stop = math.nan
         self.seg = -1  # index of this instance's last busy segment
-        self.keep = False  # keep weights as a replica when stopped
-        self.job = None  # the weight load this start waits for (backend's LoadJob)
-        self.post_s = 0.0  # init time after the load (mapping + KV allocation)
-        self.reuse = False  # adopted a resident replica (memory switching)
         self.slow = 1.0  # decode slowdown from compute sharing; the backend updates it when instances share GPUs
         self.slow_prefill = 1.0  # prefill (and mixed-step) slowdown, likewise (warmserve.control.mps)
-        self.refilled = False  # the pre-spawned worker this start used has been replaced (backend's pool)
-        self.wake = False  # adopted a sleeping replica: its weights are copied back in the load phase
-        self.kv_mapped = 1 << 62  # KV blocks mapped so far (a vmm start maps the rest in the background)
-        self.kv_ramp: list[tuple[float, int]] = []  # (s after ready, blocks mapped) of that background mapping
         self.heap = loop.heap
         self.seq = loop.seq
         self.inp, self.out, self.gen_tok, self.epoch = req.inp, req.out, req.gen, req.epoch

@@ -1,8 +1,14 @@
-"""Turning the twin's flat records into the output tables of docs/design.md §4 (vectorised, after the run)."""
+"""Turning the twin's flat records into the output tables of docs/design.md §4 (vectorised, after the run).
+
+Built from a ``TwinRecord`` -- plain columns and rows the backend fills while it runs -- never from the
+backend object itself.
+"""
 
 from __future__ import annotations
 
 import math
+from array import array
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -21,8 +27,34 @@ from warmserve.sim.ledger import CATEGORIES
 from warmserve.sim.requests import STATUS_NAMES, RequestTable
 
 if TYPE_CHECKING:
-    from warmserve.sim.backend import SimBackend
-    from warmserve.sim.instance import Instance
+    from warmserve.sim.starting import Start
+
+
+@dataclass(slots=True, eq=False)
+class TwinRecord:
+    """What the twin's outputs are made of, filled by the backend during the run.
+
+    ``starts``         instance id -> its ``Start`` (GPUs, start kind, phase times), every instance ever;
+    ``timeline_rows``  one tuple per timeline event, in ``TIMELINE_COLUMNS`` order;
+    ``seg_*``          busy intervals of the engines (instance id, start, end; contiguous ones merged);
+    ``mem_*``          the ledger's change log (time, GPU, category, delta bytes);
+    ``requests``       the replay's request table (None before a replay); ``end_s`` when the replay ended.
+    """
+
+    gpus: int
+    gpus_per_node: int
+    mem_t: array
+    mem_gpu: array
+    mem_cat: array
+    mem_delta: array
+    starts: dict[int, Start] = field(default_factory=dict)
+    timeline_rows: list[tuple] = field(default_factory=list)
+    seg_inst: array = field(default_factory=lambda: array("q"))
+    seg_t0: array = field(default_factory=lambda: array("d"))
+    seg_t1: array = field(default_factory=lambda: array("d"))
+    requests: RequestTable | None = None
+    end_s: float = 0.0
+
 
 _KINDS = ["warm", "prewarmed", "worker", "cold"]
 
@@ -33,8 +65,11 @@ def _overlap(a: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np
     return np.where(np.isfinite(v) & (v > 0), v, 0.0)
 
 
-def build_request_log(req: RequestTable, insts: dict[int, Instance]) -> pd.DataFrame:
+def build_request_log(rec: TwinRecord) -> pd.DataFrame:
     """The request log; ``system`` is left empty for the runner to fill."""
+    req = rec.requests
+    assert req is not None, "replay() first"
+    starts = rec.starts
     iid = np.frombuffer(req.instance, dtype=np.int32).astype(np.int64)
     first = np.frombuffer(req.first, dtype=np.float64)
     finish = np.frombuffer(req.finish, dtype=np.float64)
@@ -42,14 +77,14 @@ def build_request_log(req: RequestTable, insts: dict[int, Instance]) -> pd.DataF
     status = np.frombuffer(req.status, dtype=np.int8)
     arrival = req.arrival_np
     # per-instance lifecycle, indexed by instance id + 1 (row 0 = no instance)
-    m = max(insts, default=-1) + 2
+    m = max(starts, default=-1) + 2
     created, l0, l1, ready = (np.full(m, np.nan) for _ in range(4))
     kind = np.zeros(m, dtype=np.int64)
     gpu_labels = [""] * m
-    for i, inst in insts.items():
-        created[i + 1], l0[i + 1], l1[i + 1], ready[i + 1] = inst.t_created, inst.t_load0, inst.t_load1, inst.t_ready
-        kind[i + 1] = _KINDS.index(str(inst.st.start_kind))
-        gpu_labels[i + 1] = gpus_str(inst.st.gpus)
+    for i, life in starts.items():
+        created[i + 1], l0[i + 1], l1[i + 1], ready[i + 1] = life.t_created, life.t_load0, life.t_load1, life.t_ready
+        kind[i + 1] = _KINDS.index(str(life.kind))
+        gpu_labels[i + 1] = gpus_str(life.gpus)
     k = iid + 1
     has_first = np.isfinite(first)
     p = first - prefill  # prefill start of the iteration that made the first token
@@ -87,24 +122,24 @@ def build_request_log(req: RequestTable, insts: dict[int, Instance]) -> pd.DataF
     return conform(df, REQUEST_COLUMNS, "request log")
 
 
-def build_timeline(rows: list[tuple]) -> pd.DataFrame:
-    df = pd.DataFrame(rows, columns=list(TIMELINE_COLUMNS))
+def build_timeline(rec: TwinRecord) -> pd.DataFrame:
+    df = pd.DataFrame(rec.timeline_rows, columns=list(TIMELINE_COLUMNS))
     return conform(df, TIMELINE_COLUMNS, "timeline")
 
 
-def build_utilization(b: SimBackend, interval_s: float) -> pd.DataFrame:
+def build_utilization(rec: TwinRecord, interval_s: float) -> pd.DataFrame:
     """Per GPU and interval: busy fraction and memory by category (sampled at interval start)."""
     if interval_s <= 0:
         raise ValueError("utilization interval must be > 0")
-    ngpu = len(b.state.gpus)
-    nbins = max(1, math.ceil(b.end_s / interval_s))
+    ngpu = rec.gpus
+    nbins = max(1, math.ceil(rec.end_s / interval_s))
     edges = np.arange(nbins + 1, dtype=np.float64) * interval_s
     starts = edges[:-1]
     # memory: replay the ledger's change log per GPU
-    lt = np.frombuffer(b.ledger.log_t, dtype=np.float64)
-    lg = np.frombuffer(b.ledger.log_gpu, dtype=np.int32)
-    lc = np.frombuffer(b.ledger.log_cat, dtype=np.int8)
-    ld = np.frombuffer(b.ledger.log_delta, dtype=np.int64)
+    lt = np.frombuffer(rec.mem_t, dtype=np.float64)
+    lg = np.frombuffer(rec.mem_gpu, dtype=np.int32)
+    lc = np.frombuffer(rec.mem_cat, dtype=np.int8)
+    ld = np.frombuffer(rec.mem_delta, dtype=np.int64)
     mem = np.zeros((len(CATEGORIES), ngpu, nbins), dtype=np.int64)
     order = np.argsort(lg, kind="stable")  # time order is kept within a GPU
     bounds = np.searchsorted(lg[order], np.arange(ngpu + 1))
@@ -118,9 +153,9 @@ def build_utilization(b: SimBackend, interval_s: float) -> pd.DataFrame:
             mem[c, g] = np.where(pos >= 0, cum[np.maximum(pos, 0)], 0)
     # busy: per instance, cumulative busy time at the interval edges, added to its GPUs
     busy = np.zeros((ngpu, nbins))
-    si = np.frombuffer(b.seg_inst, dtype=np.int64)
-    s0 = np.frombuffer(b.seg_t0, dtype=np.float64)
-    s1 = np.frombuffer(b.seg_t1, dtype=np.float64)
+    si = np.frombuffer(rec.seg_inst, dtype=np.int64)
+    s0 = np.frombuffer(rec.seg_t0, dtype=np.float64)
+    s1 = np.frombuffer(rec.seg_t1, dtype=np.float64)
     order = np.argsort(si, kind="stable")
     ids, first = np.unique(si[order], return_index=True)
     last = np.append(first[1:], len(order)) if len(ids) else first  # no busy segment at all: nothing to add
@@ -132,14 +167,14 @@ def build_utilization(b: SimBackend, interval_s: float) -> pd.DataFrame:
         jj = np.maximum(j, 0)
         cum = np.where(j >= 0, before[jj] + np.minimum(edges, t1[jj]) - t0[jj], 0.0)
         frac = np.diff(cum) / interval_s
-        for g in b.insts[int(iid)].st.gpus:
+        for g in rec.starts[int(iid)].gpus:
             busy[g] += frac
     busy = np.clip(busy, 0.0, 1.0)
     gpu_ids = np.repeat(np.arange(ngpu), nbins)
     df = pd.DataFrame({
         "t_s": np.tile(starts, ngpu),
         "gpu": gpu_ids,
-        "node": gpu_ids // b.state.gpus_per_node,
+        "node": gpu_ids // rec.gpus_per_node,
         "busy": busy.reshape(-1),
         "weights_bytes": mem[0].reshape(-1),
         "kv_bytes": mem[1].reshape(-1),
