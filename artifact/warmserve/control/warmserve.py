@@ -41,6 +41,7 @@ import numpy as np
 
 from warmserve.control.autoscaling import AutoscalingPolicy
 from warmserve.control.demand import ReplicaDemand, model_demand
+from warmserve.control.forecaster import Forecaster, Prediction
 from warmserve.control.kv_reservation import kv_commands
 from warmserve.control.placement import PlacementView, Replica, Wanted, evict_aware, round_robin
 from warmserve.control.policy import PolicyContext, PolicyInputs
@@ -55,7 +56,6 @@ from warmserve.control.seam import (
     StartInstance,
 )
 from warmserve.errors import InputError
-from warmserve.forecast.base import Forecaster, Prediction
 
 PLACEMENTS = ("evict_aware", "round_robin")
 
