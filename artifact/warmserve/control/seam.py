@@ -1,5 +1,9 @@
 """The controller/backend seam: START HERE if you are new to the code.
 
+(Past the ~400-line house rule on purpose: it is the one contract both backends and every policy
+read, kept in one file so it can be read top to bottom; ``InstanceTable`` stays beside
+``ClusterState``, whose default it is and whose phases it reads.)
+
 WarmServe's claim is about *decisions* (what to prewarm where, when to start
 or stop an instance, whom to evict). Those decisions are written once, as
 policies, and run unchanged on two backends:
