@@ -49,6 +49,7 @@ from warmserve.sim.requests import FAILED, OK, RequestTable
 
 if TYPE_CHECKING:
     from warmserve.sim.events import EventLoop
+    from warmserve.sim.loading import LoadJob
 
 IDLE, PREFILL, DECODE = 0, 1, 2
 _READY = InstancePhase.READY
@@ -111,7 +112,7 @@ class Instance:
         self.t_load0 = self.t_load1 = self.t_ready = self.t_stop = math.nan
         self.seg = -1  # index of this instance's last busy segment
         self.keep = False  # keep weights as a replica when stopped
-        self.job = None  # the weight load this start waits for (backend's LoadJob)
+        self.job: LoadJob | None = None  # the weight load this start waits for
         self.post_s = 0.0  # init time after the load (mapping + KV allocation)
         self.reuse = False  # adopted a resident replica (memory switching)
         self.slow = 1.0  # decode slowdown from compute sharing; the backend updates it when instances share GPUs
