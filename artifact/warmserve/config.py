@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any, cast
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -59,6 +60,19 @@ def load_yaml(group: str, name: str) -> DictConfig | ListConfig:
         choices = sorted(p.stem for p in (configs_dir() / group).glob("*.yaml"))
         raise InputError(f"unknown {group} '{name}' (no {path}); choose one of {choices}")
     return OmegaConf.load(path)
+
+
+def load_mapping(path: Path) -> DictConfig:
+    """The YAML file ``path``, which holds a mapping (as every file under ``configs/`` but the
+    model mixes does)."""
+    cfg = OmegaConf.load(path)
+    assert isinstance(cfg, DictConfig), f"{path}: expected a mapping"
+    return cfg
+
+
+def plain_dict(cfg: DictConfig) -> dict[str, Any]:
+    """``cfg`` as a plain dict, interpolations resolved (its keys are strings: it came from YAML)."""
+    return cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
 
 
 MODEL_FIELDS = ("tp", "weight_bytes", "kv_bytes_per_token", "prefill_ms", "decode_ms")

@@ -17,7 +17,7 @@ import signal
 import sys
 from collections.abc import Callable
 from functools import wraps
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -61,6 +61,6 @@ def cli_main(fn: F | None = None, *, resume_hint: str = RESUME_HINT) -> Any:
                 if previous is not None:
                     signal.signal(signal.SIGTERM, previous)
 
-        return wrapper  # type: ignore[return-value]
+        return cast(F, wrapper)  # wraps(f): same signature
 
     return deco(fn) if fn is not None else deco

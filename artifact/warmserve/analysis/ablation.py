@@ -119,7 +119,7 @@ def ablation_rows(df: pd.DataFrame) -> pd.DataFrame:
     for (setting, rps), g in d.groupby(["setting", "rps"], sort=True):
         steps = [s for s in ABLATION_ORDER if s in set(g["system"])] + sorted(set(g["system"]) - set(ABLATION_ORDER))
         ws = g[g["system"] == "warmserve"]
-        prev = None
+        prev: pd.DataFrame | None = None
         for step in steps:
             cur = g[g["system"] == step].sort_values("seed")
             chain_prev = prev if step in ABLATION_ORDER else None

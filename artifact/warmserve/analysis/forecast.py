@@ -10,7 +10,9 @@ score exactly 0 -- the study's own harness check.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -58,9 +60,9 @@ def error_table(errors: pd.DataFrame, by: tuple[str, ...] = ("trace", "forecaste
     return t
 
 
-def forecaster_order(names: object) -> list[str]:
+def forecaster_order(names: Iterable[object]) -> list[str]:
     """The forecasters present, in ``FORECASTER_ORDER`` first, unknown ones after."""
-    present = {str(n) for n in names}  # type: ignore[attr-defined]
+    present = {str(n) for n in names}
     return [f for f in FORECASTER_ORDER if f in present] + sorted(present - set(FORECASTER_ORDER))
 
 
@@ -76,7 +78,7 @@ def check_oracle(table: pd.DataFrame, tol: float = 1e-9) -> None:
 
 def with_paper_row(table: pd.DataFrame) -> pd.DataFrame:
     """The table plus the paper's reported 5-minute peak error as its own row."""
-    paper = {c: None for c in table.columns}
+    paper: dict[str, Any] = {c: None for c in table.columns}
     paper.update(trace="paper (reported, real Azure 2024)", forecaster="WarmServe predictor",
                  mre_peak=PAPER_PEAK_MRE)
     if "synthetic" in table.columns:

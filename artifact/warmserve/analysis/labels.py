@@ -8,6 +8,8 @@ baselines; the ablation chain in the order mechanisms are added).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from typing import TypedDict
 
 import pandas as pd
 import seaborn as sns
@@ -97,9 +99,9 @@ def label(system: str) -> str:
     return SYSTEM_LABELS.get(system, system)
 
 
-def ordered(systems: object, order: tuple[str, ...] = MAIN_ORDER) -> list[str]:
+def ordered(systems: Iterable[object], order: tuple[str, ...] = MAIN_ORDER) -> list[str]:
     """The systems present, in ``order`` first, unknown ones after (alphabetically)."""
-    present = {str(s) for s in systems}  # type: ignore[attr-defined]
+    present = {str(s) for s in systems}
     rank = {s: i for i, s in enumerate(order)}
     # variants (serverlessllm-ka60, warmserve-sleep) right after their base system, unknown ones last
     rest = sorted(present - set(order), key=lambda s: (rank.get(base_system(s), len(order)), natural_key(s)))
@@ -117,12 +119,20 @@ def palette(systems: list[str]) -> dict[str, tuple[float, float, float]]:
     return out
 
 
-def hue_args(systems: object, order: tuple[str, ...] = MAIN_ORDER,
-             labels: dict[str, str] | None = None) -> dict[str, object]:
+class HueArgs(TypedDict):
+    hue_order: list[str]
+    palette: dict[str, tuple[float, float, float]]
+
+
+def hue_args(systems: Iterable[object], order: tuple[str, ...] = MAIN_ORDER,
+             labels: dict[str, str] | None = None) -> HueArgs:
     """``hue_order`` and ``palette`` for seaborn when ``hue`` is the readable label column."""
     names = ordered(systems, order)
     pal = palette(names)
-    name = (lambda s: labels.get(s, s)) if labels else label
+
+    def name(s: str) -> str:
+        return labels.get(s, s) if labels else label(s)
+
     return {"hue_order": [name(s) for s in names], "palette": {name(s): pal[s] for s in names}}
 
 

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import pandas as pd
 
@@ -37,7 +37,7 @@ SHORT_REV = 7  # characters of a revision shown in titles and tables (git's own 
 HASH_CHARS = 16  # hex characters of the config hash: plenty to tell configs apart, short enough to read
 SIDECAR_VERSION = 1
 
-RunsLike = pd.DataFrame | Iterable[str | Path]
+RunsLike: TypeAlias = pd.DataFrame | Iterable[str | Path]
 
 
 class MixedRevisions(InputError):

@@ -10,17 +10,22 @@ reader sees the seed noise every comparison has to beat.
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 import matplotlib.pyplot as plt
 import matplotlib.ticker as mticker
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.artist import Artist
 
 from warmserve.analysis.labels import MAIN_ORDER, hue_args, label, natural_key, ordered, palette
 
+Share = bool | Literal["none", "all", "row", "col"]  # plt.subplots' sharex / sharey
 
-def _grid(n_rows: int, n_cols: int, *, w: float = 4.2, h: float = 3.2, sharex: bool | str = False,
-          sharey: bool | str = False) -> tuple[plt.Figure, np.ndarray]:
+
+def _grid(n_rows: int, n_cols: int, *, w: float = 4.2, h: float = 3.2, sharex: Share = False,
+          sharey: Share = False) -> tuple[plt.Figure, np.ndarray]:
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(w * n_cols, h * n_rows), squeeze=False,
                              sharex=sharex, sharey=sharey)
     return fig, axes
@@ -28,7 +33,8 @@ def _grid(n_rows: int, n_cols: int, *, w: float = 4.2, h: float = 3.2, sharex: b
 
 def _legend_once(fig: plt.Figure, axes: np.ndarray, title: str = "") -> None:
     """One legend for the whole figure (from the first axis that has one), outside on the right."""
-    handles, labels = [], []
+    handles: list[Artist] = []
+    labels: list[str] = []
     for ax in axes.flat:
         if ax.get_legend() is not None:
             h, lab = ax.get_legend_handles_labels()
@@ -78,7 +84,7 @@ def facet_lines(df: pd.DataFrame, *, x: str, y: str, row: str | None = None, col
                 hue: str = "system", order: tuple[str, ...] = MAIN_ORDER, labels: dict[str, str] | None = None,
                 logy: bool = False, logx: bool = False, xlabel: str = "", ylabel: str = "",
                 row_label: dict[str, str] | None = None, hline: float | None = None,
-                sharey: bool | str = "row", col_xlabel: dict[object, str] | None = None,
+                sharey: Share = "row", col_xlabel: dict[object, str] | None = None,
                 col_hlines: dict[object, tuple[float, str]] | None = None,
                 col_wrap: int | None = None, col_title: str = "{col} = {value}", spread: bool = True,
                 hue_order: list[str] | None = None) -> plt.Figure:
@@ -105,7 +111,7 @@ def facet_lines(df: pd.DataFrame, *, x: str, y: str, row: str | None = None, col
     if col_wrap and not row and len(cols) > col_wrap:
         n_r = -(-len(cols) // col_wrap)
         fig, axes = _grid(n_r, col_wrap, sharey=sharey)
-        cells = [(None, cv, axes.flat[k]) for k, cv in enumerate(cols)]
+        cells: list[tuple[Any, Any, Any]] = [(None, cv, axes.flat[k]) for k, cv in enumerate(cols)]
         for ax in axes.flat[len(cols):]:
             ax.set_visible(False)
     else:
@@ -275,7 +281,7 @@ def tradeoff_scatter(df: pd.DataFrame, *, x: str, ys: dict[str, str], col: str =
 
 def _legend_once_from_first(fig: plt.Figure, axes: np.ndarray) -> None:
     """One figure legend from every panel's labelled lines (panels may show different systems)."""
-    seen: dict[str, object] = {}
+    seen: dict[str, Artist] = {}
     for ax in axes.flat:
         for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
             seen.setdefault(lab, h)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -27,10 +27,10 @@ import pandas as pd
 Relation = Literal["=", ">=", "<="]
 
 
-def finite(x: object) -> float | None:
+def finite(x: Any) -> float | None:
     """``x`` as a finite float, else None (NaN, None, text)."""
     try:
-        v = float(x)  # type: ignore[arg-type]
+        v = float(x)
     except (TypeError, ValueError):
         return None
     return v if math.isfinite(v) else None
@@ -112,7 +112,8 @@ class Bounded:
         if not self.computable:
             return f"cannot compute: {self.reason}"
         prefix = {"=": "", ">=": ">= ", "<=": "<= "}[self.relation or "="]
-        return prefix + _num(self.value, unit, digits)  # type: ignore[arg-type]
+        assert self.value is not None  # computable
+        return prefix + _num(self.value, unit, digits)
 
 
 def divide(num: Bounded, den: Bounded, num_name: str, den_name: str) -> Bounded:
@@ -157,7 +158,8 @@ class Combined:
         body = self.mean.text(unit, digits)
         if self.n > 1:
             r_unit = "x" if unit == "x" else ""
-            body += f" [{_num(self.lo, r_unit, digits)}, {_num(self.hi, r_unit, digits)}]"  # type: ignore[arg-type]
+            assert self.lo is not None and self.hi is not None  # a computable mean over seeds has a range
+            body += f" [{_num(self.lo, r_unit, digits)}, {_num(self.hi, r_unit, digits)}]"
         seeds = f"{self.n} of {self.n_total} seeds" if self.n < self.n_total else (
             "1 seed" if self.n == 1 else f"{self.n} seeds")
         out = f"{body} ({seeds})"
@@ -218,5 +220,5 @@ def levels_differ(groups: Sequence[Sequence[float]]) -> Verdict:
         return "no value"
     for v in ("beyond seed range", "within seed range", "one seed: cannot tell from noise"):
         if v in verdicts:
-            return v  # type: ignore[return-value]
+            return v
     return "no value"

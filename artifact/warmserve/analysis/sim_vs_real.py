@@ -28,6 +28,7 @@ import datetime as dt
 import json
 import sys
 from pathlib import Path
+from typing import Any, TypeGuard, cast
 
 import numpy as np
 import pandas as pd
@@ -87,7 +88,7 @@ def metrics(run: Path) -> tuple[dict, dict]:
     return goal, diag
 
 
-def _num(v: object) -> bool:
+def _num(v: object) -> TypeGuard[float | int]:
     return isinstance(v, float | int) and not np.isnan(v)
 
 
@@ -110,7 +111,8 @@ def judge(metric: str, sim: object, runs: list, goal: float, abs_tol_s: float) -
     (``rule``: "mean" below ``goal`` spread or with one run, else "range") and its verdict (``met``).
     Start times also pass either rule within ``abs_tol_s`` of the mean (sub-millisecond promotions)."""
     nums = [float(v) for v in runs if _num(v)]
-    out = {"real": np.nan, "diff": np.nan, "ok": None, "inside": None, "spread": np.nan, "rule": None, "met": None}
+    out: dict[str, Any] = {"real": np.nan, "diff": np.nan, "ok": None, "inside": None, "spread": np.nan, "rule": None,
+                           "met": None}
     if not nums:
         return out
     mean = float(np.mean(nums))
@@ -173,7 +175,7 @@ def fmt(v: object) -> str:
         return v
     if v is None or (isinstance(v, float) and np.isnan(v)):
         return "–"
-    return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
+    return f"{v:.3g}" if abs(cast(float, v)) < 1000 else f"{v:.0f}"  # a number (numpy's too) by now
 
 
 def _real_runs_note(root: Path, system: str) -> str:

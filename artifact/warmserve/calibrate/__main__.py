@@ -8,9 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
-from warmserve.config import REPO_ROOT, configs_dir
+from warmserve.config import REPO_ROOT, configs_dir, load_mapping, plain_dict
 from warmserve.errors import InputError, cli_main
 
 
@@ -53,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
         if not a.from_raw.is_file():
             raise InputError(f"--from-raw: no file {a.from_raw}")
         raw = json.loads(a.from_raw.read_text())
-        bcfg = OmegaConf.to_container(OmegaConf.load(configs_dir() / "backend" / f"{a.backend}.yaml"), resolve=True)
+        bcfg = plain_dict(load_mapping(configs_dir() / "backend" / f"{a.backend}.yaml"))
         command = f"{raw.get('_command', '(see ' + str(a.from_raw) + ')')}\n#   (profile written from its raw JSON by: {command})"
         text = cpu_profile(raw, command, a.name, bcfg["engine"], a.slot_mem_bytes,
                            int(bcfg.get("prewarm", {}).get("prespawned_pool", 1)))
@@ -68,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
         path = configs_dir() / "backend" / f"{a.backend}.yaml"
         if not path.is_file():
             raise InputError(f"--backend: no {path}")
-        bcfg = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+        bcfg = plain_dict(load_mapping(path))
         ckpt = Path(bcfg.get("checkpoint_dir", ".cache/models"))
         ckpt = ckpt if ckpt.is_absolute() else REPO_ROOT / ckpt
         for b in a.models:

@@ -55,20 +55,26 @@ async def _ttft_tpot(session, url: str, model: str, n_in: int, n_out: int, batch
     return recs
 
 
+def _ms(start: float | None, end: float | None) -> float:
+    """Milliseconds from ``start`` to ``end``, times an answered (``ok``) request always has."""
+    assert start is not None and end is not None
+    return (end - start) * 1e3
+
+
 async def _latency(session, url: str, model: str, vocab: int, repeats: int) -> dict:
     prefill = []
     for n, conc in PREFILL_POINTS:  # concurrent prompts share one prefill batch: time = the slowest TTFT
         ms = []
         for r in range(repeats):
             recs = await _ttft_tpot(session, url, model, n, 1, conc, vocab, seed=n * 10 + conc * 3 + r)
-            ms.append(max(c.first_token_mono - c.send_mono for c in recs) * 1e3)
+            ms.append(max(_ms(c.send_mono, c.first_token_mono) for c in recs))
         prefill.append((n * conc, statistics.median(ms)))
     decode = []
     for batch, n_in in DECODE_POINTS:
         ms = []
         for r in range(repeats):
             recs = await _ttft_tpot(session, url, model, n_in, DECODE_OUT, batch, vocab, seed=batch * 97 + n_in + r)
-            ms += [(c.finish_mono - c.first_token_mono) / (DECODE_OUT - 1) * 1e3 for c in recs]
+            ms += [_ms(c.first_token_mono, c.finish_mono) / (DECODE_OUT - 1) for c in recs]
         ctx = batch * (n_in + DECODE_OUT / 2)  # mean context held by the batch during decoding
         decode.append((batch, ctx, statistics.median(ms)))
     return {"prefill": prefill, "decode": decode}
@@ -80,6 +86,7 @@ async def _cold_start(factory: EngineFactory, ports: PortAllocator, session, bas
     port = ports.acquire()
     eng = EngineProcess(factory.fresh(f"cal-cold{tag}-{base}", base, base, port, cores))
     eng.launch()
+    assert eng.proc is not None  # set by launch()
     try:
         out = {"cold_s": await eng.wait_healthy(session, timeout_s, 0.1), "cold_load_s": _load_seconds(eng),
                "engine_rss_bytes": tree_cpu_rss(psutil.Process(eng.proc.pid))[1]}
@@ -106,12 +113,13 @@ async def _worker_start(factory: EngineFactory, ports: PortAllocator, session, b
             if not pre.alive() or time.monotonic() - t0 > timeout_s:
                 raise RuntimeError(f"pre-spawned process failed: {pre.log_tail()}")
             await asyncio.sleep(0.1)
-        out = {"import_s": float(ready.read_text())}
+        out: dict[str, float | None] = {"import_s": float(ready.read_text())}
         port = ports.acquire()
         pre.spec.port = port
         cpus = factory.cpus(cores)
         msg = {"args": factory.server_args(base, base, port, cores), "env": factory.env(cores),
                "cpus": list(cpus) if cpus else None}
+        assert pre.proc is not None and pre.proc.stdin is not None  # launched with stdin_pipe=True
         pre.proc.stdin.write((json.dumps(msg) + "\n").encode())
         pre.proc.stdin.close()
         pre.launched_mono = time.monotonic()
@@ -201,6 +209,7 @@ async def calibrate_model(factory: EngineFactory, ports: PortAllocator, base: st
             workers.append(w)
         out.update(_median_of(workers))
         log(f"{base}: worker start {out['worker_s_runs']} s (import done before: {out['import_s_runs']} s)")
+        assert pre is not None  # start_repeats >= 1
         try:  # 3) latency on the running engine
             out.update(await _latency(session, pre.spec.url, base, vocab, repeats))
             log(f"{base}: prefill {out['prefill']}, decode {out['decode']}")

@@ -12,17 +12,19 @@ batches, which is never physical.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from scipy.optimize import nnls
 
 
-def fit_prefill(tokens: list[float], ms: list[float]) -> dict[str, float]:
+def fit_prefill(tokens: Sequence[float], ms: Sequence[float]) -> dict[str, float]:
     a = np.column_stack([np.ones(len(tokens)), np.asarray(tokens, float)])
     coef, _ = nnls(a, np.asarray(ms, float))
     return {"prefill_base_ms": round(float(coef[0]), 4), "prefill_per_token_ms": round(float(coef[1]), 7)}
 
 
-def fit_decode(batch: list[float], ctx_tokens: list[float], ms: list[float]) -> dict[str, float]:
+def fit_decode(batch: Sequence[float], ctx_tokens: Sequence[float], ms: Sequence[float]) -> dict[str, float]:
     a = np.column_stack([np.ones(len(batch)), np.asarray(batch, float), np.asarray(ctx_tokens, float)])
     coef, _ = nnls(a, np.asarray(ms, float))
     return {"decode_base_ms": round(float(coef[0]), 4), "decode_per_seq_ms": round(float(coef[1]), 6),

@@ -42,7 +42,8 @@ def cpu_profile(raw: dict, command: str, name: str, engine_cfg: dict, slot_mem_b
     busy_note = ("cold start next to a serving engine / alone, median over models: "
                  + ", ".join(f"{b} {raw[b]['cold_loaded_s']:.2f}/{raw[b]['cold_s']:.2f} s" for b in bases
                              if raw[b].get("cold_loaded_s")) + f" = {ratio:.3f} (measured, --load-cores)"
-                 + ("; below 1 is the noise of start times, so no slowdown is applied" if ratio < 1 else "")
+                 + ("; below 1 is the noise of start times, so no slowdown is applied"
+                    if ratio is not None and ratio < 1 else "")
                  if loaded else "not measured (run with --load-cores): no slowdown assumed")
     rss = max(raw[b]["engine_rss_bytes"] for b in bases)
     memcpy = raw["_memcpy_GBps"]

@@ -253,9 +253,9 @@ def _greedy(meshes: tuple[Mesh, ...], order: list[Llm], llms: dict[str, Llm], p:
             served, head, _ = _score(meshes, on, llms, decode, p)
             on[i].pop()
             del decode[(llm.name, i)]
-            key = (round(served - base, 9), round(min(head, 1e18), 9), -k)
-            if fill is None or key > fill[0]:
-                fill = (key, llm.name, d)
+            fkey = (round(served - base, 9), round(min(head, 1e18), 9), -k)
+            if fill is None or fkey > fill[0]:
+                fill = (fkey, llm.name, d)
         if fill is None:
             return f"<a mesh of {mesh.size} GPUs on node {mesh.node}>"
         on[i].append(fill[1])

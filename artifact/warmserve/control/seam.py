@@ -284,7 +284,7 @@ class InstanceTable(dict[int, "InstanceState"]):
         super().__delitem__(iid)
         self.by_model.get(inst.model, {}).pop(iid, None)
 
-    def pop(self, iid: int, *default: object):  # type: ignore[override]
+    def pop(self, iid: int, *default: object):
         if iid in self:
             inst = self[iid]
             del self[iid]
@@ -309,6 +309,7 @@ class InstanceTable(dict[int, "InstanceState"]):
 
     def note_idle(self, inst: InstanceState) -> None:
         """``inst.inflight`` just became 0 (tracked tables only)."""
+        # tracked tables only, so idle is a dict (no assert on this per-request path)
         heap = self.idle.setdefault(inst.model, [])  # type: ignore[union-attr]
         heapq.heappush(heap, inst.instance_id)
         if len(heap) > 2 * len(self.by_model.get(inst.model, ())) + 16:  # drop stale entries (amortised O(1))

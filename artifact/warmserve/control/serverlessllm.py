@@ -148,7 +148,8 @@ class ServerlessLLMPolicy(SystemPolicy):
                     claimed.update(gpus)
                     out.append(StartInstance(m, gpus))
             elif desired < n:
-                since = max(self._last_seen[m], self._idle_from[m] if self._idle_from[m] is not None else ctx.now)
+                idle_from = self._idle_from[m]
+                since = max(self._last_seen[m], idle_from if idle_from is not None else ctx.now)
                 if self._idle_from[m] is None:
                     self._idle_from[m] = ctx.now
                 if ctx.now - since >= self.keep_alive_s:

@@ -128,6 +128,7 @@ class StaticPolicy(SystemPolicy):
         by_model = getattr(insts, "by_model", None)
         if by_model is None:
             return super().pick_instance(request, ctx)
+        # it has by_model: an InstanceTable (ClusterState.instances is declared as a plain dict)
         idle = insts.first_idle(request.model)  # type: ignore[attr-defined]
         if idle is not None:  # nothing in flight: least loaded, lowest id (tracked tables only)
             return idle.instance_id

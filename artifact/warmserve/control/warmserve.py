@@ -36,6 +36,7 @@ prewarms from start-up on.
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
 import numpy as np
 
@@ -75,11 +76,11 @@ class WarmServePolicy(AutoscalingPolicy):
         score_bandwidth_GBps: float | None = 32.0,
         launch_rule: str = "fewest_replicas",
         keep_weights_on_stop: bool = True,
-        **scaling: object,
+        **scaling: Any,  # AutoscalingPolicy's keyword arguments
     ) -> None:
         super().__init__(
             inputs, keep_weights_on_stop=keep_weights_on_stop, launch_rule=launch_rule, use_replicas=True, **scaling
-        )  # type: ignore[arg-type]
+        )
         if placement not in PLACEMENTS:
             raise InputError(f"system.policy.placement: unknown '{placement}'; choose one of {list(PLACEMENTS)}")
         if prewarm and forecaster is None:

@@ -20,9 +20,7 @@ import subprocess
 import sys
 import time
 
-from omegaconf import OmegaConf
-
-from warmserve.config import REPO_ROOT, configs_dir
+from warmserve.config import REPO_ROOT, configs_dir, load_mapping
 from warmserve.errors import InputError, cli_main
 from warmserve.experiments import fmt_duration, record_timing
 from warmserve.experiments.catalog import CATALOG
@@ -32,7 +30,7 @@ _LAUNCH = re.compile(r"launching (\d+) jobs")
 
 
 def _quick_overrides(preset: str) -> list[str]:
-    raw = OmegaConf.load(configs_dir() / "experiment" / f"{preset}.yaml")
+    raw = load_mapping(configs_dir() / "experiment" / f"{preset}.yaml")
     return [str(o) for o in raw.get("quick_overrides", [])]
 
 

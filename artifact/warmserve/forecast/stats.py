@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import warnings
 from abc import abstractmethod
+from typing import cast
 
 import numpy as np
 
@@ -196,9 +197,9 @@ class SarimaxForecaster(_StatsForecaster):
         history_days: float | None = None,
     ) -> None:
         super().__init__(season_windows, history_days)
-        self.order = tuple(int(x) for x in order)
+        self.order = cast(tuple[int, int, int], tuple(int(x) for x in order))  # (p, d, q)
         self.harmonics = harmonics
         self.maxiter = maxiter
 
     def _fit_series(self, y: np.ndarray, season: int) -> _SeriesModel:
-        return _SarimaxSeries(y, season, self.order, self.harmonics, self.maxiter)  # type: ignore[arg-type]
+        return _SarimaxSeries(y, season, self.order, self.harmonics, self.maxiter)

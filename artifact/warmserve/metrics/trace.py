@@ -96,16 +96,16 @@ def chrome_trace(timeline: pd.DataFrame, gpus_per_node: int, end_s: float, title
     events: list[dict[str, Any]] = []
     lanes = _Lanes()
     threads: set[tuple[int, int]] = set()
-    for t0, t1, cat, name, gpus, args in sorted(spans, key=lambda s: (s[0], s[1], s[3])):
-        for g in gpus:
-            node, local = divmod(g, gpus_per_node)
-            tid = local * 100 + lanes.pick(g, cat, t0, t1)
+    for t0, t1, cat, name, gpu_ids, args in sorted(spans, key=lambda s: (s[0], s[1], s[3])):
+        for gpu in gpu_ids:
+            node, local = divmod(gpu, gpus_per_node)
+            tid = local * 100 + lanes.pick(gpu, cat, t0, t1)
             threads.add((node, tid))
             events.append({"name": name, "cat": cat, "ph": "X", "ts": t0 * us, "dur": max(0.0, t1 - t0) * us,
                            "pid": node, "tid": tid, "args": args})
-    for t, name, gpus, args in instant:
-        for g in gpus:
-            node, local = divmod(g, gpus_per_node)
+    for t, name, gpu_ids, args in instant:
+        for gpu in gpu_ids:
+            node, local = divmod(gpu, gpus_per_node)
             threads.add((node, local * 100))
             events.append({"name": name, "cat": "event", "ph": "i", "s": "t", "ts": t * us, "pid": node,
                            "tid": local * 100, "args": args})

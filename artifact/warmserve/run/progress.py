@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 class Progress:
     def __init__(self, total_s: float, enabled: Any = "auto") -> None:
-        if enabled == "auto":
+        if enabled == "auto":  # noqa: SIM108 - two cases read better as a block than a nested ternary
             disable = None if sys.stderr.isatty() else True  # tqdm: None = auto (TTY only)
         else:
             disable = not bool(enabled)

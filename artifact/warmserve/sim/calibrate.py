@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
+from omegaconf import DictConfig
 
 from warmserve.config import bundled, load_yaml
 
@@ -84,7 +86,7 @@ def main() -> None:
     ap.add_argument("--overhead-ms", type=float, default=3.0)
     a = ap.parse_args()
     profile = {"a100": "a100-80gb", "h100": "h100-80gb"}[a.gpu]
-    hbm = a.hbm_GBps or float(load_yaml("hardware", profile)["hbm_GBps"])
+    hbm = a.hbm_GBps or float(cast(DictConfig, load_yaml("hardware", profile))["hbm_GBps"])  # a mapping
     net = {"a100": "a100_dgx", "h100": "h100_dgx"}[a.gpu]
     res = fit(a.gpu, net, hbm, a.attn_eff, a.overhead_ms)
     for base, per_tp in res.items():

@@ -72,7 +72,7 @@ class Loader:
         for g in gs:
             links = self.net.path(g, node, g % gpn, from_nvme, to_gpu=not to_host,
                                   vllm_loader=not self.features.host_cache)
-            f = Flow(node, links, spec.bytes_per_gpu, lambda _f, j=job: self._flow_done(j))
+            f = Flow(node, links, spec.bytes_per_gpu, lambda _f: self._flow_done(job))
             job.flows.append(f)
         job.pending = len(job.flows)
         if delay_s > 0:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -130,7 +130,8 @@ def _num(cfg: Mapping[str, Any], key: str, where: str, *, positive: bool = False
 
 def load_profile(cfg: DictConfig | Mapping[str, Any]) -> HardwareProfile:
     """Validate and type a hardware config (``cfg.hardware``)."""
-    c = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    c: dict[str, Any] = (cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
+                         if isinstance(cfg, DictConfig) else dict(cfg))
     assert isinstance(c, dict)
     w = f"hardware '{c.get('name', '?')}'"
     for key in ("lifecycle", "engine", "latency"):

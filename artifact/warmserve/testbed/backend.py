@@ -36,6 +36,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 
@@ -61,6 +62,9 @@ from warmserve.testbed.gpu_lifecycle import GpuLifecycle
 from warmserve.testbed.launcher import EngineLauncher, Prespawned
 from warmserve.testbed.mechanisms import EngineFactory, Mechanism, SleepModeClient
 from warmserve.testbed.ports import PortAllocator
+
+if TYPE_CHECKING:
+    from warmserve.testbed.ray_nodes import RayEngineHost
 
 
 @dataclass(slots=True)
@@ -116,6 +120,8 @@ class _Standby:
 class TestbedBackend(EngineLauncher, GpuLifecycle, Backend):
     """Real engines on the wall clock. Use ``async with`` (or ``open``/``close``)."""
 
+    clock: WallClock  # the seam's Clock, with the wall clock's start/cancel_all
+
     def __init__(
         self,
         settings: TestbedSettings,
@@ -148,7 +154,7 @@ class TestbedBackend(EngineLauncher, GpuLifecycle, Backend):
         self._session: aiohttp.ClientSession | None = None
         self._tmp = Path(tempfile.mkdtemp(prefix="warmserve-prespawn-"))
         self._closed = False
-        self.engine_host = None  # a warmserve.testbed.ray_nodes.RayEngineHost: engines live on their node's agent
+        self.engine_host: RayEngineHost | None = None  # engines live on their node's agent when set
 
     # ---- lifecycle -------------------------------------------------------
     @property

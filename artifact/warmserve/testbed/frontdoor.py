@@ -25,6 +25,7 @@ import itertools
 import json
 import time
 from dataclasses import dataclass
+from typing import cast
 
 import aiohttp
 from aiohttp import web
@@ -90,7 +91,8 @@ class FrontDoor:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
-        sockets = site._server.sockets if site._server else []  # noqa: SLF001 - the bound port
+        server = cast("asyncio.Server | None", site._server)  # noqa: SLF001 - a TCPSite serves an asyncio.Server
+        sockets = server.sockets if server else []  # the bound port
         if sockets:
             self.port = sockets[0].getsockname()[1]
 
@@ -137,6 +139,7 @@ class FrontDoor:
             if error is None:
                 outcome, resp = await self._relay(http, body, rid, iid, resp)
                 if outcome == "ok":
+                    assert resp is not None  # "ok" comes with the client response
                     rec.status = RequestStatus.OK.value
                     self.backend.finish(req, iid, RequestStatus.OK)
                     return resp

@@ -16,13 +16,34 @@ from warmserve.testbed.gpu_engine import EnginePlan, min_kv_bytes, plan_engine
 from warmserve.testbed.mechanisms import SleepModeClient
 
 if TYPE_CHECKING:
-    from warmserve.testbed.backend import TestbedBackend, _Standby
+    from collections.abc import Coroutine
+    from typing import Any
+
+    import aiohttp
+
+    from warmserve.control.seam import ClusterState
+    from warmserve.testbed.backend import TestbedSettings, _Runtime, _Standby
+    from warmserve.testbed.mechanisms import EngineFactory
+    from warmserve.testbed.ports import PortAllocator
 
 
 class GpuLifecycle:
     """GPU helpers; mixed into ``TestbedBackend`` (uses its settings, state, ports and tasks)."""
 
-    def engine_gpus(self: TestbedBackend) -> dict[int, tuple[GpuSet, int | None]]:
+    if TYPE_CHECKING:  # what TestbedBackend provides (declared for the type checker only)
+        settings: TestbedSettings
+        factory: EngineFactory
+        state: ClusterState
+        ports: PortAllocator
+        _rt: dict[int, _Runtime]
+        _standby: dict[tuple[str, GpuSet], _Standby]
+        _stopping: dict[int, set[asyncio.Task]]
+
+        @property
+        def session(self) -> aiohttp.ClientSession: ...
+        def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task: ...
+
+    def engine_gpus(self) -> dict[int, tuple[GpuSet, int | None]]:
         """pid -> (every slot it uses, instance id or None) of every live engine (NVML sampling)."""
         out: dict[int, tuple[GpuSet, int | None]] = {}
         for iid, rt in self._rt.items():
@@ -33,7 +54,7 @@ class GpuLifecycle:
                 out[s.engine.proc.pid] = (s.gpus, None)
         return out
 
-    def _stop_engine(self: TestbedBackend, eng: EngineProcess, gpus: GpuSet, grace_s: float | None = None) -> asyncio.Task:
+    def _stop_engine(self, eng: EngineProcess, gpus: GpuSet, grace_s: float | None = None) -> asyncio.Task:
         """Stop an engine in the background; until it has exited it still holds memory on ``gpus``."""
         grace = self.factory.cfg.stop_grace_s if grace_s is None else grace_s
 
@@ -46,10 +67,14 @@ class GpuLifecycle:
         task = self._spawn(stop())
         for g in gpus:
             self._stopping.setdefault(g, set()).add(task)
-            task.add_done_callback(lambda t, g=g: self._stopping.get(g, set()).discard(t))
+
+            def forget(t: asyncio.Task, g: int = g) -> None:
+                self._stopping.get(g, set()).discard(t)
+
+            task.add_done_callback(forget)
         return task
 
-    async def _exited_on(self: TestbedBackend, gpus: GpuSet) -> None:
+    async def _exited_on(self, gpus: GpuSet) -> None:
         """Wait until every engine being stopped on ``gpus`` has exited (GPU only: on the CPU slots have
         no device memory, and waiting would change the measured CPU start times)."""
         if self.settings.device != "cuda":
@@ -58,19 +83,19 @@ class GpuLifecycle:
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
 
-    def _plan(self: TestbedBackend, model: str, share_bytes: int, kv_bytes: int | None = None) -> EnginePlan | None:
+    def _plan(self, model: str, share_bytes: int, kv_bytes: int | None = None) -> EnginePlan | None:
         gs = self.settings.gpu
         if gs is None:
             return None
         spec = self.state.models[model]
         return plan_engine(gs, share_bytes, spec.bytes_per_gpu, spec.tp, kv_bytes)
 
-    def _min_kv(self: TestbedBackend, model: str) -> int:
+    def _min_kv(self, model: str) -> int:
         assert self.settings.gpu is not None
         spec = self.state.models[model]
         return min_kv_bytes(self.settings.gpu, spec.kv_bytes_per_token, spec.tp)
 
-    async def _sleep_to_weights(self: TestbedBackend, eng: EngineProcess) -> None:
+    async def _sleep_to_weights(self, eng: EngineProcess) -> None:
         """GPU: drop the KV cache, keep the weights resident = a prewarmed replica. Level 1 offloads the
         weights to host and back; level 2 discards them, so they are reloaded before anyone serves."""
         client = SleepModeClient(self.session, eng.spec.url)
@@ -79,10 +104,10 @@ class GpuLifecycle:
         if self.settings.sleep_level == 2:
             await client.reload_weights()
 
-    def _unreserve(self: TestbedBackend, sb: _Standby) -> None:
+    def _unreserve(self, sb: _Standby) -> None:
         for g in sb.gpus:
             self.state.gpus[g].used_bytes -= sb.reserved
         sb.reserved = 0
 
-    def _plan_args(self: TestbedBackend, plan: EnginePlan | None) -> list[str] | None:
+    def _plan_args(self, plan: EnginePlan | None) -> list[str] | None:
         return plan.args(self.settings.gpu) if plan is not None and self.settings.gpu is not None else None

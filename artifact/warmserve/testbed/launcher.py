@@ -12,13 +12,19 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from warmserve.control.seam import GpuSet
 from warmserve.testbed.engines import EngineError, EngineProcess, PortTaken
 
 if TYPE_CHECKING:
-    from warmserve.testbed.backend import TestbedBackend
+    import aiohttp
+
+    from warmserve.control.seam import ClusterState
+    from warmserve.testbed.backend import TestbedSettings
+    from warmserve.testbed.mechanisms import EngineFactory
+    from warmserve.testbed.ports import PortAllocator
+    from warmserve.testbed.ray_nodes import RayEngineHost
 
 
 @dataclass(slots=True)
@@ -31,7 +37,21 @@ class Prespawned:
 class EngineLauncher:
     """Launch helpers; mixed into ``TestbedBackend`` (uses its settings, factory, ports and pool)."""
 
-    def _spawn_prespawned(self: TestbedBackend) -> Prespawned:
+    if TYPE_CHECKING:  # what TestbedBackend provides (declared for the type checker only)
+        settings: TestbedSettings
+        factory: EngineFactory
+        state: ClusterState
+        ports: PortAllocator
+        engine_host: RayEngineHost | None
+        _tmp: Path
+        _pool: list[Prespawned]
+
+        @property
+        def session(self) -> aiohttp.ClientSession: ...
+        def _name(self, tag: str, model: str) -> str: ...
+        def _cores(self, gpus: GpuSet) -> str: ...
+
+    def _spawn_prespawned(self) -> Prespawned:
         name = self._name("p", "pool")
         ready = self._tmp / f"{name}.ready"
         cores = ",".join(self.settings.slot_cores)
@@ -40,7 +60,7 @@ class EngineLauncher:
         eng.launch()
         return Prespawned(engine=eng, ready_file=ready, cores=cores)
 
-    async def _wait_prespawned(self: TestbedBackend, p: Prespawned) -> None:
+    async def _wait_prespawned(self, p: Prespawned) -> None:
         deadline = time.monotonic() + self.factory.cfg.startup_timeout_s
         while not p.ready_file.exists():
             if not p.engine.alive():
@@ -49,13 +69,13 @@ class EngineLauncher:
                 raise EngineError("pre-spawned process did not import its module in time")
             await asyncio.sleep(0.1)
 
-    def _take_prespawned(self: TestbedBackend) -> Prespawned | None:
+    def _take_prespawned(self) -> Prespawned | None:
         for i, p in enumerate(self._pool):
             if p.ready_file.exists() and p.engine.alive():
                 return self._pool.pop(i)
         return None
 
-    async def _launch(self: TestbedBackend, name: str, model: str, gpus: GpuSet, extra: list[str] | None = None,
+    async def _launch(self, name: str, model: str, gpus: GpuSet, extra: list[str] | None = None,
                       prespawned: Prespawned | None = None) -> EngineProcess:
         """Start a server for ``model`` on ``gpus`` and wait until healthy (retrying taken ports)."""
         base = self.state.models[model].base
@@ -80,7 +100,8 @@ class EngineLauncher:
                 if self.engine_host is not None:
                     from warmserve.testbed.ray_nodes import RemoteEngine
 
-                    eng = RemoteEngine(self.engine_host, self.state.node_of(gpus[0]), spec)
+                    # duck-typed: RemoteEngine has EngineProcess's interface (spec, proc, launch, wait_healthy, ...)
+                    eng = cast(EngineProcess, RemoteEngine(self.engine_host, self.state.node_of(gpus[0]), spec))
                 else:
                     eng = EngineProcess(spec)
                 try:
@@ -102,7 +123,7 @@ class EngineLauncher:
                 raise
         raise PortTaken(f"{name}: no usable port after {self.settings.max_port_retries} tries")
 
-    def _engine_env(self: TestbedBackend, gpus: GpuSet) -> dict[str, str]:
+    def _engine_env(self, gpus: GpuSet) -> dict[str, str]:
         """Per-engine environment beyond the config's: the fake GPU node of stub engines on fake GPUs."""
         if self.settings.fake_gpu_dir is None:
             return {}
@@ -110,7 +131,7 @@ class EngineLauncher:
 
         return {ENV: str(fake_gpu_path(self.settings.fake_gpu_dir, self.state.node_of(gpus[0])))}
 
-    def _take_prespawned_peek(self: TestbedBackend) -> bool:
+    def _take_prespawned_peek(self) -> bool:
         return any(p.ready_file.exists() and p.engine.alive() for p in self._pool)
 
 

@@ -153,7 +153,7 @@ def request_log(workload: pd.DataFrame, client: dict[int, ClientRecord], door: d
         t = lambda m: nan if m is None else m - t0_mono  # noqa: E731
         ttft = (c.first_token_mono - c.send_mono) if (c.first_token_mono and c.send_mono) else nan
         queue = load = init = prefill = nan
-        if not math.isnan(ttft) and d is not None and d.dispatch_mono is not None:
+        if not math.isnan(ttft) and d is not None and d.dispatch_mono is not None and c.send_mono is not None:
             queue = max(0.0, d.dispatch_mono - c.send_mono)
             init = max(0.0, (d.ready_mono or d.dispatch_mono) - d.dispatch_mono)
             queue, init = min(queue, ttft), min(init, max(0.0, ttft - queue))

@@ -8,11 +8,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import pandas as pd
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
-from warmserve.config import configs_dir, model_specs
+from warmserve.config import configs_dir, load_mapping, model_specs, plain_dict
 from warmserve.control.features import BackendFeatures
 from warmserve.control.policy import PolicyContext, SystemPolicy
 from warmserve.control.seam import InstancePhase, ModelSpec, StartInstance, StopInstance
@@ -66,10 +67,10 @@ class ScriptedPolicy(SystemPolicy):
 def stub_backend(tmp_path: Path, *, engine_args: list[str] | None = None, features: dict | None = None,
                  slots: int = 2, max_retries: int = 1, request_timeout_s: float = 30.0,
                  prespawned_pool: int = 1, models: str | list = "tiny3", setup_ready: bool = False) -> RunnableTestbed:
-    base = OmegaConf.load(configs_dir() / "backend" / "testbed.yaml")
-    stub = OmegaConf.load(configs_dir() / "backend" / "testbed-stub.yaml")
+    base = load_mapping(configs_dir() / "backend" / "testbed.yaml")
+    stub = load_mapping(configs_dir() / "backend" / "testbed-stub.yaml")
     stub.pop("defaults")
-    cfg = OmegaConf.to_container(OmegaConf.merge(base, stub), resolve=True)
+    cfg = plain_dict(cast(DictConfig, OmegaConf.merge(base, stub)))
     cfg.pop("_target_")
     if engine_args is not None:
         cfg["engine"]["args"] = engine_args
@@ -92,12 +93,12 @@ def gpu_stub_backend(tmp_path: Path, *, models: str | list | dict[str, ModelSpec
     """``backend=testbed-stub-gpu``: the GPU testbed's path with stub engines on fake GPUs of ``hardware``
     (``stub=False``: ``backend=testbed-gpu``, real vLLM on the GPUs ``gpu_ids``, for scripts/gpu_smoke.sh;
     ``gpu_mem_bytes`` then says the devices' real size if it differs from the profile's)."""
-    cfg = OmegaConf.load(configs_dir() / "backend" / "testbed.yaml")
+    cfg = load_mapping(configs_dir() / "backend" / "testbed.yaml")
     for name in ("testbed-gpu", "testbed-stub-gpu")[: 2 if stub else 1]:
-        layer = OmegaConf.load(configs_dir() / "backend" / f"{name}.yaml")
+        layer = load_mapping(configs_dir() / "backend" / f"{name}.yaml")
         layer.pop("defaults")
-        cfg = OmegaConf.merge(cfg, layer)
-    out = OmegaConf.to_container(cfg, resolve=True)
+        cfg = cast(DictConfig, OmegaConf.merge(cfg, layer))  # a mapping merged into a mapping
+    out = plain_dict(cfg)
     out.pop("_target_")
     if engine_args is not None:
         out["engine"]["args"] = engine_args

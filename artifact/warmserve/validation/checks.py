@@ -12,7 +12,7 @@ the replay fits the sampled hour.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -24,6 +24,8 @@ from warmserve.errors import InputError
 from warmserve.validation import schema
 from warmserve.validation.report import first_error
 from warmserve.validation.targets import check_target
+
+M = TypeVar("M", bound=BaseModel)
 
 # Keyword arguments the runner passes to every backend (warmserve.run.execute.build), not the config.
 BACKEND_SUPPLIED = frozenset({"models", "cluster", "hardware", "features", "seed"})
@@ -38,11 +40,11 @@ def plain(cfg: Any, what: str = "config") -> dict[str, Any]:
             key = getattr(exc, "full_key", None) or what
             raise InputError(f"{key}: {str(exc).splitlines()[0]}") from None
         assert isinstance(out, dict)
-        return out
+        return cast(dict[str, Any], out)  # YAML keys: strings
     return dict(cfg)
 
 
-def _validate(model: type[BaseModel], doc: Mapping[str, Any], prefix: str) -> BaseModel:
+def _validate(model: type[M], doc: Mapping[str, Any], prefix: str) -> M:
     try:
         return model.model_validate(dict(doc))
     except ValidationError as exc:
@@ -62,7 +64,7 @@ def check_source(source: Any, prefix: str = "source") -> schema.BaseModel:
     model = schema.SOURCES[str(name)]
     checked = _validate(model, merged, prefix)
     try:
-        checked.path_given()  # type: ignore[attr-defined]
+        checked.path_given()
     except ValueError as exc:
         raise InputError(f"{prefix}.{exc}") from None
     return checked

@@ -134,6 +134,7 @@ class UserFile(_Source):
     synthetic: StrictBool
 
 
+# every source's `name` is annotated Literal["<name>"] (so the annotation is never None)
 SOURCES: dict[str, type[_Source]] = {m.model_fields["name"].annotation.__args__[0]: m  # type: ignore[union-attr]
                                      for m in (Synthetic, Azure2024, Azure2023, ServeGen, Mooncake, UserFile)}
 

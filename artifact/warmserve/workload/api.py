@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -70,7 +72,7 @@ def _service(base: str) -> tuple[float, float]:
 
 def _checked(cfg: DictConfig) -> tuple[list[dict], float, float, int, int]:
     models = cfg.models
-    mix = model_mix(models if isinstance(models, str) else OmegaConf.to_container(models))
+    mix = model_mix(models if isinstance(models, str) else cast(list, OmegaConf.to_container(models)))  # inline list
     alpha, rps = float(cfg.alpha), float(cfg.rps)
     recipe.check_params(len(mix), alpha, rps)
     window_s = float(cfg.window_s)
@@ -104,7 +106,9 @@ def build_workload(cfg) -> WorkloadBundle:
         prior_kind = "same-hour load of the given requests (no earlier days; sees the replayed hour)"
     else:
         n = recipe.counts(len(mix), alpha, rps)
+        days: Sequence[int | None]
         if src.kind == "week":
+            assert src.week is not None  # set for kind "week"
             days = recipe.replay_days(len(mix))
             have = [d for d in src.week.info["days_with_rows"] if d < recipe.DAYS_PER_WEEK]
             if len(have) < recipe.DAYS_PER_WEEK:
@@ -127,6 +131,7 @@ def build_workload(cfg) -> WorkloadBundle:
             replay_day[d.model] = day
             per_model[d.model] = {"n": d.n, "rows": d.rows, "dup": d.dup, "scale": scale, "replay_day": day, "base": e["base"]}
             if src.kind == "week":
+                assert src.week is not None and day is not None  # both set for kind "week"
                 mean, peak = src.week.load(prefill, decode, window_s)
                 prior_parts.append(history.priors_from_week(d.model, mean, peak, scale, day, window_s, hour_windows))
                 week_parts.append(history.week_frame(d.model, mean, peak, scale, window_s, day, hour_windows))
@@ -150,6 +155,7 @@ def build_workload(cfg) -> WorkloadBundle:
 
 def _from_requests(src: Source, names: list[str], mix: list[dict], window_s: float, hour_windows: int):
     df = src.requests
+    assert df is not None  # set for kind "requests"
     unknown = sorted(set(df["model"]) - set(names))
     if unknown:
         raise InputError(f"source.path: model name(s) {unknown} are not in models {names}")

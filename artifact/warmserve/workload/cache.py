@@ -32,6 +32,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -65,7 +66,7 @@ def key_of(obj: dict) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+def _write_atomic(path: Path, write: Callable[[Path], object]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
     try:
@@ -97,7 +98,7 @@ class WeekStore:
         """The entry's info.json if the entry is complete and its files have the recorded sizes
         (decided once per store, so a damaged entry is reported once)."""
         if self._verdict is not _UNCHECKED:
-            return self._verdict  # type: ignore[return-value]
+            return cast("dict | None", self._verdict)  # no longer the sentinel: what the check found
         self._verdict = None
         info_path = self.dir / "info.json"
         if not (self._use_cache and info_path.is_file()):
@@ -167,7 +168,7 @@ class WeekStore:
                     }
                 )
             )
-        self._hours = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+        self._hours = hours = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
             {"day": [], "t_s": [], "input_tokens": [], "output_tokens": []}
         )
         self._info = info
@@ -176,7 +177,7 @@ class WeekStore:
                 self.dir.mkdir(parents=True, exist_ok=True)
                 small = trace.frame.astype({"input_tokens": np.int32, "output_tokens": np.int32})
                 _write_atomic(self.dir / "trace.parquet", lambda p: small.to_parquet(p, index=False))
-                _write_atomic(self.dir / "hours.parquet", lambda p: self._hours.to_parquet(p, index=False))
+                _write_atomic(self.dir / "hours.parquet", lambda p: hours.to_parquet(p, index=False))
                 sized = {**info, "cache_files": {f: (self.dir / f).stat().st_size for f in SIZED}}
                 _write_atomic(info_path, lambda p: p.write_text(json.dumps(sized, indent=1, default=str)))
             except OSError as exc:

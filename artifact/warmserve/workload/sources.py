@@ -24,10 +24,11 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from scipy import special
 
 from warmserve.config import REPO_ROOT, bundled, data_dir, load_yaml
@@ -325,5 +326,6 @@ def open_source(cfg, use_cache: bool = True) -> Source:
     name = _get(cfg, "name")
     if name not in _OPENERS:
         raise InputError(f"unknown source '{name}'; choose one of {list(SOURCE_NAMES)}")
-    merged = OmegaConf.merge(load_yaml("source", str(name)), cfg)  # the group's defaults under the given keys
+    # the group's defaults under the given keys (a source config is a mapping)
+    merged = cast(DictConfig, OmegaConf.merge(load_yaml("source", str(name)), cfg))
     return _OPENERS[name](merged, use_cache and bool(merged.get("cache", True)))
