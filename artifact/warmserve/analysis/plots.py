@@ -24,6 +24,22 @@ from warmserve.analysis.labels import MAIN_ORDER, hue_args, label, natural_key, 
 Share = bool | Literal["none", "all", "row", "col"]  # plt.subplots' sharex / sharey
 
 
+
+
+def _err(mean: Any, lo: Any, hi: Any) -> list[np.ndarray]:
+    """Error-bar lengths from a seed mean to its min and max. The mean of identical seeds can differ
+    from them in the last bit, which matplotlib refuses as a negative length: clip at 0."""
+    m = np.asarray(mean, dtype=float)
+    return [np.clip(m - np.asarray(lo, dtype=float), 0.0, None), np.clip(np.asarray(hi, dtype=float) - m, 0.0, None)]
+
+
+def _min_max(v: Any) -> tuple[float, float]:
+    """seaborn's error bar for the seed spread: [min, max] of the seeds, widened to hold their mean
+    (the estimator) when rounding puts it a hair outside."""
+    a = np.asarray(v, dtype=float)
+    m = float(a.mean())
+    return min(float(a.min()), m), max(float(a.max()), m)
+
 def _grid(n_rows: int, n_cols: int, *, w: float = 4.2, h: float = 3.2, sharex: Share = False,
           sharey: Share = False) -> tuple[plt.Figure, np.ndarray]:
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(w * n_cols, h * n_rows), squeeze=False,
@@ -126,7 +142,7 @@ def facet_lines(df: pd.DataFrame, *, x: str, y: str, row: str | None = None, col
         sub = sub.dropna(subset=[x, y])
         if not sub.empty:
             sns.lineplot(data=sub, x=x, y=y, hue="_hue", style="_hue", markers=True, dashes=False, ax=ax,
-                         estimator="mean", errorbar=("pi", 100) if spread else None, err_style="bars",
+                         estimator="mean", errorbar=_min_max if spread else None, err_style="bars",
                          err_kws={"capsize": 3}, style_order=ha.get("hue_order"), **ha)
         if hline is not None:
             ax.axhline(hline, color="k", lw=0.8, ls=":")
@@ -266,8 +282,8 @@ def tradeoff_scatter(df: pd.DataFrame, *, x: str, ys: dict[str, str], col: str =
                 lab = label(s) + (f" [{cat}]" if cat and cat.lower() != label(s).lower() else "")
                 colr = ha["palette"][label(s)]
                 xm, ym = g[(x, "mean")].to_numpy(float), g[(y, "mean")].to_numpy(float)
-                ax.errorbar(xm, ym, xerr=[xm - g[(x, "min")], g[(x, "max")] - xm],
-                            yerr=[ym - g[(y, "min")], g[(y, "max")] - ym], fmt="-o", color=colr, label=lab,
+                ax.errorbar(xm, ym, xerr=_err(xm, g[(x, "min")], g[(x, "max")]),
+                            yerr=_err(ym, g[(y, "min")], g[(y, "max")]), fmt="-o", color=colr, label=lab,
                             ms=5, lw=0.8, alpha=0.9, capsize=2)
                 for rv, xv, yv in zip(g["rps"], xm, ym, strict=True):
                     ax.annotate(f"{rv:g}", (xv, yv), fontsize="x-small", xytext=(3, 3), textcoords="offset points",
@@ -330,7 +346,7 @@ def capacity_vs_slo(sweep: pd.DataFrame, *, order: tuple[str, ...] = MAIN_ORDER,
             ax.plot(ok["slo_ttft_s"], ok["mean"], "-", color=colr, lw=1, label=s)
             for r in ok.itertuples(index=False):
                 mfc = colr if r.relation == "=" else "none"
-                ax.errorbar([r.slo_ttft_s], [r.mean], yerr=[[r.mean - r.lo], [r.hi - r.mean]], fmt=marker[r.relation],
+                ax.errorbar([r.slo_ttft_s], [r.mean], yerr=_err([r.mean], [r.lo], [r.hi]), fmt=marker[r.relation],
                             color=colr, mfc=mfc, capsize=3)
         ax.set(xscale="log", xlabel="TTFT SLO (s)", ylabel="capacity (req/s)",
                title=f"{setting}: capacity bracketed from probed rates")
@@ -342,7 +358,7 @@ def capacity_vs_slo(sweep: pd.DataFrame, *, order: tuple[str, ...] = MAIN_ORDER,
         if not ok.empty:
             ax.plot(ok["slo_ttft_s"], ok["mean"], "-", color="tab:blue", lw=1)
             for r in ok.itertuples(index=False):
-                ax.errorbar([r.slo_ttft_s], [r.mean], yerr=[[r.mean - r.lo], [r.hi - r.mean]],
+                ax.errorbar([r.slo_ttft_s], [r.mean], yerr=_err([r.mean], [r.lo], [r.hi]),
                             fmt=marker[r.relation], color="tab:blue", mfc="tab:blue" if r.relation == "=" else "none",
                             capsize=3)
         for r in rat[rat["mean"].isna()].itertuples(index=False):
@@ -377,7 +393,7 @@ def bars_with_range(table: pd.DataFrame, *, panels: dict[str, str], x: str = "se
             lo, hi = g[f"{m}_lo"].to_numpy(float), g[f"{m}_hi"].to_numpy(float)
             ax.bar(pos, np.nan_to_num(mean), width, color=pal[name], label=label(name))
             okm = np.isfinite(mean)
-            ax.errorbar(pos[okm], mean[okm], yerr=[mean[okm] - lo[okm], hi[okm] - mean[okm]], fmt="none",
+            ax.errorbar(pos[okm], mean[okm], yerr=_err(mean[okm], lo[okm], hi[okm]), fmt="none",
                         ecolor="k", capsize=3, lw=0.8)
             for p, v, n in zip(pos, mean, g.get(notes, pd.Series([""] * len(xs))).fillna(""), strict=True):
                 if n:
