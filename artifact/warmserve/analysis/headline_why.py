@@ -29,6 +29,8 @@ def _keepalive_lines(main: pd.DataFrame) -> list[str]:
            "(keep-alive 0 s); WarmServe keeps weights until evicted. P99 ratio ServerlessLLM-style / WarmServe and "
            "ServerlessLLM-style GPU-hours by keep-alive:"]
     for (setting, trace, rps), g in curve.groupby(["setting", "trace", "rps"], sort=True):
+        if g["keep_alive_s"].nunique() < 2:
+            continue  # no keep-alive variant ran at this point: nothing to compare
         g = g.sort_values("keep_alive_s")
         pts = "; ".join(f"{k:g} s: {t} ({gh} GPU-h)" for k, t, gh in
                         zip(g["keep_alive_s"], g["ratio_text"], g["sllm_gpu_h"], strict=True))
@@ -51,9 +53,12 @@ def _sleep_lines(main: pd.DataFrame) -> list[str]:
         base = v.removesuffix(SLEEP_SUFFIX)
         a = tail_summary(tail_ratios(main, den=v))
         b = tail_summary(tail_ratios(main, den=base)).set_index(["setting", "trace", "rps"])
+        ran = set(zip(*(main.loc[main["system"].astype(str) == v, c] for c in ("setting", "trace", "rps")), strict=True))
         pts = []
         for r in a.itertuples(index=False):
             k = (r.setting, r.trace, r.rps)
+            if k not in ran:
+                continue  # the sleep-mode variant was not run at this point
             other = b.loc[k, "ratio_text"] if k in b.index else "not run"
             pts.append(f"{r.setting}, {r.trace}, {r.rps:g} req/s: {r.ratio_text} with sleep mode vs {other} "
                        f"with the VMM design")

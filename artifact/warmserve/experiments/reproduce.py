@@ -21,11 +21,12 @@ from warmserve.config import REPO_ROOT
 from warmserve.experiments import fmt_duration, read_timings, record_timing
 from warmserve.experiments.catalog import CATALOG, QUICK_SCALE
 
-# First-run estimates in seconds (full, quick), measured here; later runs use results/.timings.json.
+# First-run estimates in seconds (full, quick): full measured by FORCE=1 run_all.sh on the 2-core machine at a load
+# average of ~5 (README, "Reproduction time"), quick from CI; later runs use results/.timings.json.
 ESTIMATES = {
-    "workload conv": (90, 12), "workload code": (75, 10),
-    "main": (90, 30), "capacity": (120, 20), "ablation": (50, 15), "sensitivity": (150, 60),
-    "timeline": (20, 12), "coldstart": (20, 12), "forecast": (120, 5), "notebooks": (120, 90),
+    "workload conv": (83, 12), "workload code": (33, 10),
+    "main": (315, 45), "capacity": (146, 30), "ablation": (105, 15), "sensitivity": (120, 45),
+    "lifecycle": (178, 20), "timeline": (5, 5), "coldstart": (9, 8), "forecast": (41, 5), "notebooks": (43, 60),
 }
 
 
