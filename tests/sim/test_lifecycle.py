@@ -8,17 +8,15 @@ import copy
 import dataclasses
 
 import numpy as np
-import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from twin_scenario import _base_hw, _specs, hardware
+from twin_scenario import Fixed, _base_hw, _specs, hardware, wl
 
 from warmserve.config import load_yaml, model_specs
 from warmserve.control.controller import Controller
 from warmserve.control.features import BackendFeatures
-from warmserve.control.policy import SystemPolicy
-from warmserve.control.seam import CapacityError, StartInstance
+from warmserve.control.seam import CapacityError
 from warmserve.errors import InputError
 from warmserve.sim.backend import SimBackend
 from warmserve.sim.lifecycle import (
@@ -37,23 +35,6 @@ _CK = model_specs([{"name": "m7", "base": "llama2-7b"}, {"name": "m13", "base": 
 SPECS = {"m7": _CK["m7"], "m13": dataclasses.replace(_CK["m13"], tp=1), "m70": _CK["m70"]}
 MS = BackendFeatures(worker_pool=True, memory_switching=True)
 
-
-class Fixed(SystemPolicy):
-    """Launch every model on the given GPUs on demand (nothing at setup)."""
-
-    def __init__(self, starts, launch=None) -> None:
-        self.starts = starts
-        self.launch = launch
-
-    def setup(self, ctx):
-        return [StartInstance(m, g) for m, g in self.starts]
-
-    def launch_for(self, model, ctx):
-        return None if self.launch is None else StartInstance(model, self.launch)
-
-
-def wl(rows):
-    return pd.DataFrame(rows, columns=["request_id", "arrival_s", "model", "input_tokens", "output_tokens"])
 
 
 def _run(rows, *, pre=None, features=MS, launch=(0,), models=("a", "c"), gpn=2, **hw):

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import math
 
-import pandas as pd
 import pytest
-from twin_scenario import _base_hw, _specs, hardware
+from twin_scenario import Fixed, _base_hw, _specs, hardware, wl
 
 from warmserve.control.controller import Controller
 from warmserve.control.features import BackendFeatures
-from warmserve.control.policy import SystemPolicy
 from warmserve.control.seam import CapacityError, StartInstance
 from warmserve.sim.backend import SimBackend
 from warmserve.sim.events import EventLoop
@@ -19,31 +17,13 @@ from warmserve.sim.links import Flow, LinkNetwork
 from warmserve.sim.profile import load_profile
 
 
-class Fixed(SystemPolicy):
-    """Start given instances at setup; launch one on GPU 0.. on demand if allowed."""
-
-    def __init__(self, starts, launch=None) -> None:
-        self.starts = starts
-        self.launch = launch
-
-    def setup(self, ctx):
-        return [StartInstance(m, g) for m, g in self.starts]
-
-    def launch_for(self, model, ctx):
-        return None if self.launch is None else StartInstance(model, self.launch)
-
-
-def _wl(rows):
-    return pd.DataFrame(rows, columns=["request_id", "arrival_s", "model", "input_tokens", "output_tokens"])
-
-
 def _run(rows, starts, *, features=None, setup_ready=True, launch=None, gpu_gib=80, block=256, gpn=2, pre=None,
          **hw):
     b = SimBackend(models=_specs(("a", "c")), cluster={"nodes": 1, "gpus_per_node": gpn},
                    hardware=hardware(gpu_gib, block, **hw), features=features or BackendFeatures(),
                    setup_ready=setup_ready)
     c = Controller(b, Fixed(starts, launch), ["m7a", "m13"])
-    b.replay(_wl(rows), c, 10_000, on_start=(lambda: pre(b)) if pre else None)
+    b.replay(wl(rows), c, 10_000, on_start=(lambda: pre(b)) if pre else None)
     return b, b.request_log()
 
 
@@ -180,7 +160,7 @@ def test_host_cache_makes_the_second_load_faster() -> None:
     b = SimBackend(models=_specs(("a", "c")), cluster={"nodes": 1, "gpus_per_node": 2}, hardware=hardware(80, 256),
                    features=feats, setup_ready=False)
     c = Controller(b, StopAfter([], launch=(0,)), ["m7a", "m13"])
-    b.replay(_wl(rows), c, 10_000)
+    b.replay(wl(rows), c, 10_000)
     log = b.request_log()
     assert log.load_s.iloc[1] < log.load_s.iloc[0] / 2
     assert list(b.timeline().query("kind == 'load_start'").detail.astype(str)) == ["nvme", "host_cache"]
@@ -203,7 +183,7 @@ def test_too_long_request_fails_not_missing() -> None:
 def test_unserved_requests_become_timeouts() -> None:
     b = SimBackend(models=_specs(("a", "c")), cluster={"nodes": 1, "gpus_per_node": 2}, hardware=hardware(80, 256))
     c = Controller(b, Fixed([]), ["m7a", "m13"])  # nobody ever serves
-    info = b.replay(_wl([(0, 0.0, "m7a", 10, 2), (1, 1.0, "m13", 10, 2)]), c, 50)
+    info = b.replay(wl([(0, 0.0, "m7a", 10, 2), (1, 1.0, "m13", 10, 2)]), c, 50)
     log = b.request_log()
     assert list(log.status) == ["timeout", "timeout"] and info.unfinished == 2
     assert list(log.start_kind.astype(str)) == ["", ""] and list(log.instance_id) == [-1, -1]
@@ -268,7 +248,7 @@ def _start_kinds(pool, gap=0.0, refill_s=None):
     b = SimBackend(models=_specs(("a", "b")), cluster={"nodes": 1, "gpus_per_node": 2},
                    hardware=hw, features=BackendFeatures(worker_pool=True), setup_ready=False)
     rows = [(0, 0.0, "m7a", 100, 2), (1, gap, "m7b", 100, 2)]
-    b.replay(_wl(rows), Controller(b, _TwoSlots([]), ["m7a", "m7b"]), 10_000)
+    b.replay(wl(rows), Controller(b, _TwoSlots([]), ["m7a", "m7b"]), 10_000)
     tl = b.timeline()
     first_ready = tl.loc[tl.kind == "instance_ready", "t_s"].min()
     return list(b.request_log().sort_values("request_id").start_kind), first_ready
@@ -321,7 +301,7 @@ def test_busy_start_slowdown_applies_only_next_to_another_engine() -> None:
     # next to a serving instance (m13 on GPUs 2-3 of a 4-GPU node): 1.5x the process start and engine init
     b = SimBackend(models=_specs(("a", "c")), cluster={"nodes": 1, "gpus_per_node": 4},
                    hardware=hardware(80, 256, busy_start_slowdown=1.5), setup_ready=True)
-    b.replay(_wl([(0, 0.0, "m7a", 100, 2)]), Controller(b, Fixed([("m13", (2, 3))], launch=(0,)), ["m7a", "m13"]),
+    b.replay(wl([(0, 0.0, "m7a", 100, 2)]), Controller(b, Fixed([("m13", (2, 3))], launch=(0,)), ["m7a", "m13"]),
              10_000)
     r = b.request_log().iloc[0]
     assert r.start_kind == "cold"

@@ -15,6 +15,8 @@ from twin_chaos import ChaosPolicy
 from warmserve.config import load_yaml, model_specs
 from warmserve.control.controller import Controller
 from warmserve.control.features import BackendFeatures
+from warmserve.control.policy import SystemPolicy
+from warmserve.control.seam import StartInstance
 from warmserve.sim.backend import SimBackend
 
 
@@ -144,3 +146,23 @@ def parquet_bytes(df: pd.DataFrame) -> bytes:
     buf = io.BytesIO()
     df.to_parquet(buf, index=False, engine="pyarrow", compression="zstd")
     return buf.getvalue()
+
+
+class Fixed(SystemPolicy):
+    """Start the given instances at setup; launch a model on ``launch`` GPUs on demand if given
+    (unit tests of the twin's start paths, shared by test_twin_units and test_lifecycle)."""
+
+    def __init__(self, starts, launch=None) -> None:
+        self.starts = starts
+        self.launch = launch
+
+    def setup(self, ctx):
+        return [StartInstance(m, g) for m, g in self.starts]
+
+    def launch_for(self, model, ctx):
+        return None if self.launch is None else StartInstance(model, self.launch)
+
+
+def wl(rows) -> pd.DataFrame:
+    """A hand-written workload frame from ``(request_id, arrival_s, model, input_tokens, output_tokens)`` rows."""
+    return pd.DataFrame(rows, columns=["request_id", "arrival_s", "model", "input_tokens", "output_tokens"])
