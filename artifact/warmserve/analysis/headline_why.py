@@ -120,12 +120,35 @@ def _baseline_lines(main: pd.DataFrame, probes: pd.DataFrame) -> list[str]:
     return out
 
 
+def _lifecycle_lines(searches: pd.DataFrame) -> list[str]:
+    """The capacity ratio vs MuxServe-style with start-up costs scaled (the ``lifecycle`` search grid,
+    ``results/sensitivity_lifecycle/searches.csv``): how much claim 2 rests on those costs."""
+    from warmserve.analysis.capacity import ratio_summary, ratios_per_seed, read_searches
+    from warmserve.analysis.figures import results_dir
+
+    life = read_searches(results_dir() / "sensitivity_lifecycle" / "searches.csv")
+    if life.empty or searches.empty:
+        return []
+    mux = searches[(searches["system"] == "muxserve") & (searches["variant"] == "")]
+    pts = []
+    for variant, g in life.groupby("variant", sort=False):
+        both = pd.concat([g, mux[mux["setting"].isin(set(g["setting"]))]], ignore_index=True).assign(variant="")
+        for r in ratio_summary(ratios_per_seed(both)).itertuples(index=False):
+            pts.append(f"{variant} ({r.setting}): {r.ratio_text}")
+    if not pts:
+        return []
+    return ["* **Start-up costs.** Capacity ratio WarmServe / MuxServe-style with every start-up cost scaled "
+            "(x0.5, x1, x2 of the published values; vmm = the paper's memory switching, sleep = vLLM sleep "
+            "mode; MuxServe-style starts before the replay and is unaffected): " + "; ".join(pts) + "."]
+
+
 def why_ours_differs(main: pd.DataFrame, searches: pd.DataFrame, probes: pd.DataFrame, tails: pd.DataFrame,
                      cap_ratios: pd.DataFrame, provenance_text: str) -> list[str]:
     """Bullets, most specific first; each numeric one from the runs."""
     from warmserve.analysis.headline import PUBLISHED_REPLAY_S
 
-    lines = _keepalive_lines(main) + _sleep_lines(main) + _setting_lines(main, tails, cap_ratios, searches)
+    lines = _keepalive_lines(main) + _sleep_lines(main) + _lifecycle_lines(searches)
+    lines += _setting_lines(main, tails, cap_ratios, searches)
     lines += _baseline_lines(main, probes)
     lines.append(f"* **Simulated, not measured.** Every number comes from the discrete-event twin ({provenance_text}); "
                  "its latency model and load path are calibrated from public profiles, not from the paper's testbed.")
