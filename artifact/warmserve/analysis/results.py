@@ -78,6 +78,9 @@ def _run_row(run_dir: Path, run: dict[str, Any], extra: dict[str, Any]) -> dict[
     if isinstance(tags, dict):
         row.update({f"tag.{k}": v for k, v in tags.items()})
     row["simulated"] = bool(extra.get("simulated", row.get("backend") == "sim"))
+    desc = run.get("backend") if isinstance(run.get("backend"), dict) else {}
+    row["machine"] = desc.get("machine")  # real runs: the hardware measured on (hostname-free)
+    row["stub"] = "stub" in str(desc.get("engine_module", ""))  # stub engines: a control-path check, no measurement
     return row
 
 
