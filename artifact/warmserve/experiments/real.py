@@ -106,6 +106,20 @@ def run_side(steps: list[rp.Step], *, real: bool, force: bool, spec_dir: Path, p
     return 0
 
 
+def set_aside_partial(measured: Path) -> list[str]:
+    """Move runs that Ctrl-C cut short (run.json ``backend.partial``) to ``<experiment>/.partial/``, so a
+    resumed reproduction reruns them instead of skipping them as finished (and no table reads them)."""
+    moved = []
+    for r in sorted(measured.glob("*/*/run.json")):
+        if not json.loads(r.read_text()).get("backend", {}).get("partial"):
+            continue
+        dst = r.parent.parent / ".partial" / f"{r.parent.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        r.parent.rename(dst)
+        moved.append(rp.rel(dst))
+    return moved
+
+
 def twin_beside(measured: Path, twin: Path) -> int:
     """Replay on the twin every finished real run that has no twin of the same name (the capacity search
     probes rates of its own on each side): its run.json config with the backend swapped for the twin's."""
@@ -204,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     tag = f"{a.backend}-{preset.name}" + ("-quick" if a.quick else "")
     root = REPO_ROOT / "results" / "real" / tag
     probe_csv = rp.write_probe_csv(preset, root / "coldstart_probe.csv")
+    for p in set_aside_partial(root / "measured"):
+        print(f"interrupted run set aside, to be rerun: {p}", flush=True)
 
     def plan_steps(backend: str, side: str, hardware: str) -> list[rp.Step]:
         base = rp.base_overrides(preset, backend, hardware, machine, a.quick, gpu_ids)

@@ -120,7 +120,6 @@ def merged(*groups: list[str]) -> list[str]:
     out: dict[str, str] = {}
     for g in groups:
         for o in g:
-            out.pop(_key(o), None)
             out[_key(o)] = o
     return list(out.values())
 
