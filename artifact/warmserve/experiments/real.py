@@ -171,7 +171,7 @@ def calibrate(preset: rp.Preset, machine: hp.Machine, name: str) -> None:
     print("calibrating this machine: " + " ".join(cmd[1:]), flush=True)
     if subprocess.call(cmd, cwd=REPO_ROOT):
         raise InputError("GPU calibration failed; see its output above")
-    base = OmegaConf.load(configs_dir() / "hardware" / f"{preset['hardware']}.yaml")
+    base = compose_run([f"hardware={preset['hardware']}"]).hardware  # composed: a profile may extend another
     prof = OmegaConf.merge(base, OmegaConf.load(frag), {"name": name})
     head = "".join(f"# {ln}\n" for ln in (f"{machine.describe('cuda')}: {preset['hardware']}.yaml with this machine's "
                                           "calibration merged in (warmserve.experiments.real)",
