@@ -1,7 +1,8 @@
 """Figure conventions: seaborn style, PNG + PDF side by side, honest provenance in every title.
 
 Every figure made from twin runs says "simulated, <hardware profile>" in its
-title; a figure from the testbed says "measured, <backend>". ``provenance``
+title; a figure from the testbed says "measured, <machine>" (CPU model and cores or GPU name, count
+and memory, from ``run.json``; stub engines say they are no measurement). ``provenance``
 derives that text from the runs themselves, so a notebook cannot forget it.
 
 Every save takes the runs it was drawn from (``runs=``, required so a notebook
@@ -81,7 +82,10 @@ def provenance(runs: pd.DataFrame, *, allow_mixed_revisions: bool | None = None)
     if sim is not None and bool(sim.all()):
         parts.append(f"simulated, {'/'.join(hws)} profile")
     else:
-        parts.append(f"measured on {'/'.join(backends)} ({'/'.join(hws)})")
+        machines = sorted({str(m) for m in runs.get("machine", pd.Series(dtype=str)).dropna()})
+        stub = runs.get("stub")
+        what = "stub engines, no measurement" if stub is not None and bool(stub.fillna(False).any()) else "measured"
+        parts.append(f"{what}, {'/'.join(machines)}" if machines else f"{what} on {'/'.join(backends)} ({'/'.join(hws)})")
     if clusters:
         parts.append("cluster " + "/".join(clusters))
     sources = sorted({str(s) for s in runs.get("source", pd.Series(dtype=str)).dropna()})

@@ -83,6 +83,10 @@ def _run_row(run_dir: Path, run: dict[str, Any], extra: dict[str, Any]) -> dict[
     if isinstance(tags, dict):
         row.update({f"tag.{k}": v for k, v in tags.items()})
     row["simulated"] = bool(extra.get("simulated", row.get("backend") == "sim"))
+    backend = run.get("backend")
+    desc: dict[str, Any] = backend if isinstance(backend, dict) else {}
+    row["machine"] = desc.get("machine")  # real runs: the hardware measured on (hostname-free)
+    row["stub"] = "stub" in str(desc.get("engine_module", ""))  # stub engines: a control-path check, no measurement
     return row
 
 

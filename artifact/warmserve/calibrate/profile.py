@@ -110,6 +110,8 @@ lifecycle:
   tp_comm_setup_s: 0.0               # TP = 1 only on the CPU testbed
   mapping_s_per_GB: 0.0              # no memory switching on the CPU (sleep mode is CUDA only)
   kv_alloc_s: 0.0                    # inside engine_init_s
+  prewarm_mechanism: vmm             # the twin's default, stated so sweeps over it (coldstart) resolve here; with
+                                     # prewarm_is_engine a CPU prewarm is a standby engine either way
   prewarm_is_engine: true            # a CPU prewarmed replica is a whole standby engine (testbed mechanism
                                      # standby_engine): prewarming costs a full engine start before it is ready
   busy_start_slowdown: {busy}          # starts next to another engine process on the node take this factor longer:

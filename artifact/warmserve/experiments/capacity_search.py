@@ -184,10 +184,11 @@ def _search_one(task: Task, spec: SearchSpec) -> dict[str, Any]:
     return row
 
 
-def load_spec(quick: bool, block: str = "capacity") -> tuple[SearchSpec, dict[str, Any]]:
+def load_spec(quick: bool, block: str = "capacity", path: Path | None = None) -> tuple[SearchSpec, dict[str, Any]]:
     """The search spec and one grid (``block``: ``capacity`` or a sensitivity block such as
-    ``lifecycle``) from ``configs/capacity_search.yaml``."""
-    raw = OmegaConf.load(configs_dir() / "capacity_search.yaml")
+    ``lifecycle``) from ``configs/capacity_search.yaml`` (or ``path``, a file of the same shape: the
+    real-engine reproduction writes one per machine preset)."""
+    raw = OmegaConf.load(path or configs_dir() / "capacity_search.yaml")
     run_cfg = OmegaConf.load(configs_dir() / "run.yaml")
     if block not in raw.blocks:
         raise InputError(f"capacity search: unknown block '{block}'; choose one of {sorted(raw.blocks)}")
@@ -210,8 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=2, help="searches run in parallel (processes)")
     p.add_argument("--block", default="capacity", help="which grid of configs/capacity_search.yaml (capacity, lifecycle)")
     p.add_argument("--out", default=None, help="output directory (default: the block's `out`)")
+    p.add_argument("--spec", type=Path, default=None, help="a grid file instead of configs/capacity_search.yaml")
     a = p.parse_args(argv)
-    spec, grid = load_spec(a.quick, a.block)
+    spec, grid = load_spec(a.quick, a.block, a.spec)
     out_root = a.out or str(REPO_ROOT / grid["out"])
     tasks = [Task(st, sy, sd, (*grid["overrides"], *vo), out_root, a.force, vn)
              for vn, vo in grid["variants"].items()

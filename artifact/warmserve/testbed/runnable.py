@@ -287,6 +287,17 @@ class RunnableTestbed(TestbedBackend):
         inst = self.state.instances.get(int(iid))
         return self.state.models[inst.model].bytes_per_gpu if inst else 0
 
+    def _machine(self) -> str:
+        """The hardware this run used, hostname-free (figures say "measured, <machine>")."""
+        from warmserve.experiments.hardware_probe import testbed_machine  # noqa: PLC0415 - NVML only when asked
+
+        try:
+            return testbed_machine(self.settings.device, list(self.settings.slot_cores),
+                                   fake=self.settings.fake_gpu_dir is not None,
+                                   mem_bytes=self.settings.gpu.device_bytes if self.settings.gpu else 0)
+        except Exception as exc:  # noqa: BLE001 - a description must never fail a finished run
+            return f"unknown machine ({type(exc).__name__})"
+
     def describe(self) -> dict[str, Any]:
         starts = [e for e in self.timeline_rows if e["kind"] == "instance_ready"]
         return {
@@ -304,6 +315,7 @@ class RunnableTestbed(TestbedBackend):
             "fake_gpu": self.settings.fake_gpu_dir is not None,
             "host_cores": self.host_cores,
             "page_cache_warmed_bytes": self.page_cache_warmed_bytes,
+            "machine": self._machine(),
             "note": (("stub engines on fake GPUs (warmserve.testbed.fake_gpu): the GPU testbed's control path and "
                       "vLLM's memory/sleep rules, no measurement" if self.settings.fake_gpu_dir is not None else
                       "vLLM engines on GPUs: prewarmed replicas are sleeping engines with their weights awake")
