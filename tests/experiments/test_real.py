@@ -154,6 +154,8 @@ def _run(path: Path, simulated: bool, ttft: float, machine_desc: str | None = No
         "ok": 5, "requests": 5}}))
     (path / "run.json").write_text(json.dumps({"config": {"cluster": {"name": "gpu_1x1"}, "hardware": {"name": "h"}},
                                                "backend": {"machine": machine_desc, "engine_module": "vllm"}}))
+    for name in ("requests", "timeline", "utilization"):  # a finished run has all its files (rundir.is_finished)
+        pd.DataFrame({"x": [0]}).to_parquet(path / f"{name}.parquet")
 
 
 def test_side_by_side_pairs_every_real_run_with_its_twin(tmp_path: Path) -> None:
