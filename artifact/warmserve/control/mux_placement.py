@@ -56,6 +56,7 @@ from warmserve.errors import InputError
 
 GIB = 2**30
 _EPS = 1e-9
+_HEADROOM_CAP = 1e18  # infinite headroom (a model with no demand) compared as a large finite number
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +213,19 @@ def _fits(llm: Llm, i: int, mesh: Mesh, on: list[list[str]], llms: dict[str, Llm
     return d
 
 
+def _trial(meshes: tuple[Mesh, ...], on: list[list[str]], llms: dict[str, Llm], decode: dict[tuple[str, int], float],
+           p: Params, name: str, i: int, d: float) -> tuple[float, float, dict[tuple[str, int], float]]:
+    """``_score`` of the layout with ``name`` added to mesh ``i`` at decode share ``d``; the layout is left
+    as it was (the greedy tries every mesh before committing to one)."""
+    on[i].append(name)
+    decode[(name, i)] = d
+    try:
+        return _score(meshes, on, llms, decode, p)
+    finally:
+        on[i].pop()
+        del decode[(name, i)]
+
+
 # ---- greedy --------------------------------------------------------------
 def _greedy(meshes: tuple[Mesh, ...], order: list[Llm], llms: dict[str, Llm], p: Params) -> Layout | str:
     """Place every LLM once, then fill empty meshes; the name of the LLM that did not fit on failure."""
@@ -225,11 +239,7 @@ def _greedy(meshes: tuple[Mesh, ...], order: list[Llm], llms: dict[str, Llm], p:
             d = _fits(llm, i, mesh, on, llms, decode, p)
             if d is None:
                 continue
-            on[i].append(llm.name)
-            decode[(llm.name, i)] = d
-            gain = _score(meshes, on, llms, decode, p)[0] - base
-            on[i].pop()
-            del decode[(llm.name, i)]
+            gain = _trial(meshes, on, llms, decode, p, llm.name, i, d)[0] - base
             key = (round(gain, 9), -round(load[i], 9), -mesh.size, -i)
             if best is None or key > best[0]:
                 best = (key, i, d)
@@ -248,12 +258,8 @@ def _greedy(meshes: tuple[Mesh, ...], order: list[Llm], llms: dict[str, Llm], p:
             d = _fits(llm, i, mesh, on, llms, decode, p)
             if d is None:
                 continue
-            on[i].append(llm.name)
-            decode[(llm.name, i)] = d
-            served, head, _ = _score(meshes, on, llms, decode, p)
-            on[i].pop()
-            del decode[(llm.name, i)]
-            fkey = (round(served - base, 9), round(min(head, 1e18), 9), -k)
+            served, head, _ = _trial(meshes, on, llms, decode, p, llm.name, i, d)
+            fkey = (round(served - base, 9), round(min(head, _HEADROOM_CAP), 9), -k)
             if fill is None or fkey > fill[0]:
                 fill = (fkey, llm.name, d)
         if fill is None:
@@ -283,8 +289,8 @@ def place(nodes: int, gpus_per_node: int, llms: Sequence[Llm], p: Params) -> Lay
         if isinstance(got, str):
             failed[got] = failed.get(got, 0) + 1
             continue
-        if best is None or (round(got.served, 9), round(min(got.headroom, 1e18), 9)) > \
-                (round(best.served, 9), round(min(best.headroom, 1e18), 9)):
+        if best is None or (round(got.served, 9), round(min(got.headroom, _HEADROOM_CAP), 9)) > \
+                (round(best.served, 9), round(min(best.headroom, _HEADROOM_CAP), 9)):
             best = got
     if best is not None:
         return best

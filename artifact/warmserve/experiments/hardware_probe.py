@@ -11,11 +11,10 @@ says what was measured without saying where.
 
 from __future__ import annotations
 
-import os
-import platform
 from dataclasses import dataclass, field
 from typing import Any
 
+from warmserve.calibrate.machine import cpu_model, usable_cores
 from warmserve.errors import InputError
 
 GIB = 1 << 30
@@ -59,25 +58,6 @@ class Machine:
         per = f"{len(self.gpus)}x {'/'.join(names)} ({self.gpu_mem_bytes / GIB:.0f} GiB)"
         nodes = f"{self.nodes} nodes x " if self.nodes > 1 else ""
         return ("fake GPUs: " if self.fake else "") + nodes + per
-
-
-def cpu_model() -> str:
-    """The CPU's marketing name from /proc/cpuinfo (Linux), else ``platform.processor()``."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return " ".join(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def _nvml_gpus(nvml: Any) -> list[Gpu]:
