@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
             if not (ckpt / b / "config.json").is_file():
                 raise InputError(f"no checkpoint {ckpt / b}: python -m warmserve.testbed.tiny_models --sizes {b}")
         logs = REPO_ROOT / "outputs" / "calibrate-logs"
-        vocab = int(bcfg.get("prompt_vocab", 4096))
+        vocab = int(bcfg["prompt_vocab"])  # configs/backend/testbed.yaml (no second default here)
         if a.quick:
             from warmserve.calibrate.quick import run_quick
 
