@@ -6,8 +6,8 @@ wherever it is written -- at module level, under ``if TYPE_CHECKING`` or
 inside a function -- because a cycle hidden behind a deferred import is still
 two modules that cannot be understood, tested or moved apart. An edge goes to
 the deepest module the statement names (``from warmserve.sim import outputs``
--> ``warmserve.sim.outputs``; ``from warmserve.sim.ledger import KV`` ->
-``warmserve.sim.ledger``).
+-> ``warmserve.sim.outputs``; ``from warmserve.cluster.ledger import KV`` ->
+``warmserve.cluster.ledger``).
 """
 
 from __future__ import annotations
@@ -29,9 +29,15 @@ KNOWN_CYCLES: dict[frozenset[str], str] = {
         "one; to remove by moving the shared helpers into a module both import",
 }
 
-# Layers below others: the control layer (seam, controller, policies) must not import what uses it.
+# Layers below others: the control layer (seam, controller, policies) must not import what uses it, nor
+# must the cluster book (warmserve.cluster), which both backends build on.
 LAYERS = {"warmserve.control": ("warmserve.forecast", "warmserve.sim", "warmserve.testbed", "warmserve.run",
+                                "warmserve.experiments", "warmserve.analysis"),
+          "warmserve.cluster": ("warmserve.forecast", "warmserve.sim", "warmserve.testbed", "warmserve.run",
                                 "warmserve.experiments", "warmserve.analysis")}
+# The cluster book reads and writes the seam's state types and nothing else of the control layer (so the
+# seam can never import it back, and policies stay free to use its rules).
+CLUSTER_MAY_IMPORT = ("warmserve.cluster", "warmserve.control.seam")
 
 
 def module_names(root: Path) -> dict[str, Path]:
@@ -158,3 +164,11 @@ def test_the_control_layer_imports_none_of_its_users() -> None:
     bad = [f"{m} -> {t}" for layer, users in LAYERS.items() for m in sorted(g) if m.startswith(layer + ".")
            for t in sorted(g[m]) if t.startswith(users)]
     assert not bad, "layering broken:\n  " + "\n  ".join(bad)
+
+
+def test_the_cluster_book_imports_only_the_seam() -> None:
+    g = import_graph(PACKAGE)
+    assert "warmserve.cluster.book" in g, "the graph did not see the cluster package"
+    bad = [f"{m} -> {t}" for m in sorted(g) if m.startswith("warmserve.cluster")
+           for t in sorted(g[m]) if not t.startswith(CLUSTER_MAY_IMPORT)]
+    assert not bad, "the cluster book imports more than the seam:\n  " + "\n  ".join(bad)

@@ -200,7 +200,7 @@ def test_lend_kv_frees_memory_and_stop_keeps_weights() -> None:
     b.stop_instance(iid, keep_weights=True)
     assert st.phase.value == "stopped" and iid not in b.state.instances
     rep = b.state.gpus[0].replicas["m7a"]
-    assert rep.ready and b.ledger.held[0] == [0, 0, rep.bytes_per_gpu]
+    assert rep.ready and b.ledger.held[0] == [0, 0, rep.bytes_per_gpu, 0]
 
 
 def test_capacity_errors_are_raised_and_leave_books_untouched() -> None:

@@ -99,11 +99,9 @@ class SystemPolicy:
         instances.
         """
         if self.instance_capacity > 0:
-            first_idle = getattr(ctx.state.instances, "first_idle", None)
-            if first_idle is not None:
-                idle = first_idle(request.model)
-                if idle is not None:
-                    return idle.instance_id
+            idle = ctx.state.instances.first_idle(request.model)
+            if idle is not None:
+                return idle.instance_id
         best: InstanceState | None = None
         for inst in ctx.serving(request.model):
             if inst.inflight >= self.instance_capacity:

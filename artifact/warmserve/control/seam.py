@@ -255,7 +255,8 @@ class InstanceTable(dict[int, "InstanceState"]):
     scale). Backends just assign and delete as with a dict.
 
     Optional idle index (``track_idle``): a backend that promises to call
-    ``note_idle(inst)`` whenever an instance's ``inflight`` drops to 0 lets
+    ``note_idle(inst)`` whenever an instance's ``inflight`` drops to 0 (the
+    twin does; the testbed does not) lets
     routers find "the lowest-id serving instance with nothing in flight" --
     the least-loaded choice whenever one exists -- in O(log n) instead of
     scanning every instance of the model. Per model it is a heap of ids with
@@ -268,7 +269,8 @@ class InstanceTable(dict[int, "InstanceState"]):
     def __init__(self) -> None:
         super().__init__()
         self.by_model: dict[str, dict[int, InstanceState]] = {}
-        self.idle: dict[str, list[int]] | None = None  # model -> heap of candidate idle ids (tracked only)
+        self.tracked = False  # whether the idle index is kept (track_idle)
+        self.idle: dict[str, list[int]] = {}  # model -> heap of candidate idle ids (tracked tables only)
 
     def __setitem__(self, iid: int, inst: InstanceState) -> None:
         old = self.get(iid)
@@ -276,7 +278,7 @@ class InstanceTable(dict[int, "InstanceState"]):
             self.by_model.get(old.model, {}).pop(iid, None)
         super().__setitem__(iid, inst)
         self.by_model.setdefault(inst.model, {})[iid] = inst
-        if self.idle is not None and inst.inflight == 0:
+        if self.tracked and inst.inflight == 0:
             heapq.heappush(self.idle.setdefault(inst.model, []), iid)
 
     def __delitem__(self, iid: int) -> None:
@@ -296,21 +298,22 @@ class InstanceTable(dict[int, "InstanceState"]):
     def clear(self) -> None:
         super().clear()
         self.by_model.clear()
-        if self.idle is not None:
-            self.idle.clear()
+        self.idle.clear()
 
     # ---- the idle index (opt-in) ------------------------------------------
     def track_idle(self) -> None:
         """Turn the idle index on; the caller must then ``note_idle`` every drop of ``inflight`` to 0."""
-        self.idle = {}
+        self.tracked = True
+        self.idle.clear()
         for iid, inst in self.items():
             if inst.inflight == 0:
                 heapq.heappush(self.idle.setdefault(inst.model, []), iid)
 
     def note_idle(self, inst: InstanceState) -> None:
-        """``inst.inflight`` just became 0 (tracked tables only)."""
-        # tracked tables only, so idle is a dict (no assert on this per-request path)
-        heap = self.idle.setdefault(inst.model, [])  # type: ignore[union-attr]
+        """``inst.inflight`` just became 0 (a no-op on an untracked table)."""
+        if not self.tracked:
+            return
+        heap = self.idle.setdefault(inst.model, [])
         heapq.heappush(heap, inst.instance_id)
         if len(heap) > 2 * len(self.by_model.get(inst.model, ())) + 16:  # drop stale entries (amortised O(1))
             live = self.by_model.get(inst.model, {})
@@ -322,7 +325,7 @@ class InstanceTable(dict[int, "InstanceState"]):
 
         None if there is none, or if the table is not tracked (then the caller must scan).
         """
-        if self.idle is None:
+        if not self.tracked:
             return None
         heap = self.idle.get(model)
         if not heap:
@@ -344,17 +347,14 @@ class ClusterState:
     gpus_per_node: int
     gpus: list[GpuState]
     models: dict[str, ModelSpec]
-    instances: dict[int, InstanceState] = field(default_factory=InstanceTable)
+    instances: InstanceTable = field(default_factory=InstanceTable)
 
     def node_of(self, gpu: int) -> int:
         return gpu // self.gpus_per_node
 
     def instances_of(self, model: str, phases: Iterable[InstancePhase] | None = None) -> list[InstanceState]:
         wanted = set(phases) if phases is not None else {InstancePhase.STARTING, InstancePhase.READY}
-        insts = self.instances
-        if isinstance(insts, InstanceTable):
-            return [i for i in insts.by_model.get(model, {}).values() if i.phase in wanted]
-        return [i for i in insts.values() if i.model == model and i.phase in wanted]
+        return [i for i in self.instances.by_model.get(model, {}).values() if i.phase in wanted]
 
     def replicas_of(self, model: str) -> dict[GpuSet, ReplicaState]:
         """Every replica of ``model``, keyed by its GPU set."""

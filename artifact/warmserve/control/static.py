@@ -125,11 +125,8 @@ class StaticPolicy(SystemPolicy):
         and this runs once per request.
         """
         insts = ctx.state.instances
-        by_model = getattr(insts, "by_model", None)
-        if by_model is None:
-            return super().pick_instance(request, ctx)
-        # it has by_model: an InstanceTable (ClusterState.instances is declared as a plain dict)
-        idle = insts.first_idle(request.model)  # type: ignore[attr-defined]
+        by_model = insts.by_model
+        idle = insts.first_idle(request.model)
         if idle is not None:  # nothing in flight: least loaded, lowest id (tracked tables only)
             return idle.instance_id
         cands = by_model.get(request.model)

@@ -1,7 +1,8 @@
 """``SimBackend``: the seam's ``Backend`` on a discrete-event twin of a GPU cluster.
 
 It is the single source of truth about the cluster (``self.state``): every
-memory change goes through the ``Ledger``, every weight load is a ``Flow``
+memory change goes through the cluster book (``warmserve.cluster``, shared
+with the testbed, as are the command checks), every weight load is a ``Flow``
 over shared links, every instance is an ``Instance`` batching at iteration
 granularity. This module holds the seam's verbs and the memory semantics
 written in ``seam.py`` (claiming GPUs for a start, keeping weights on a
@@ -31,6 +32,8 @@ from typing import Any
 
 import pandas as pd
 
+from warmserve.cluster.book import ClusterBook
+from warmserve.cluster.rules import check_gpus, check_prewarm, check_start, kv_block_bytes, kv_blocks_for_share
 from warmserve.control.features import BackendFeatures
 from warmserve.control.mps import oversubscription
 from warmserve.control.seam import (
@@ -51,7 +54,6 @@ from warmserve.run.protocol import ReplayInfo
 from warmserve.sim.events import EventLoop
 from warmserve.sim.instance import Instance
 from warmserve.sim.kv_lending import lend_kv
-from warmserve.sim.ledger import Ledger
 from warmserve.sim.lifecycle import SleepingReplicas, sleep_prewarm_delay_s
 from warmserve.sim.links import LinkNetwork
 from warmserve.sim.loading import Loader
@@ -89,8 +91,9 @@ class SimBackend(Backend):
             gpus=[GpuState(gpu=g, node=g // gpn, capacity_bytes=pool) for g in range(nodes * gpn)],
             models=dict(models),
         )
-        self.state.instances.track_idle()  # type: ignore[attr-defined]  # routers skip scans (seam.InstanceTable)
-        self.ledger = Ledger(self.state)
+        self.state.instances.track_idle()  # routers skip scans (seam.InstanceTable)
+        self.book = ClusterBook(self.state)
+        self.ledger = self.book.ledger
         self.net = LinkNetwork(self.loop, self.hw, nodes)
         self.loader = Loader(self.net, self.state, self.hw, self.features, self._tl)
         self.insts: dict[int, Instance] = {}  # every instance ever
@@ -104,9 +107,9 @@ class SimBackend(Backend):
         lc = self.hw.lifecycle
         self.workers = WorkerPool(self.loop, nodes, lc.worker_pool_per_node,
                                   lc.process_start_s if lc.worker_refill_s is None else lc.worker_refill_s)
-        self.sleepers = SleepingReplicas(self.state, self.hw, self.features)  # sleep mode's pinned host memory
+        self.sleepers = SleepingReplicas(self.book, self.hw, self.features)  # sleep mode's pinned host memory
         self.host = self.sleepers.host
-        self.residency = Residency(self.loop, self.state, self.ledger, self.loader, self.sleepers, lc.sleeps, self._tl)
+        self.residency = Residency(self.loop, self.book, self.loader, self.sleepers, lc.sleeps, self._tl)
         self.jobs = self.residency.jobs  # loading replicas
         self.starter = StartMachine(self.loop, self.state, self.hw, self.features, self.loader, self.workers,
                                     self._tl, self._started)
@@ -117,8 +120,7 @@ class SimBackend(Backend):
         self._colocated = 0
         self._share: dict[int, float] = {}  # instance id -> SM share (instances started with one)
         self.end_s = 0.0
-        self._block_bytes = {m: -(-s.kv_bytes_per_token // s.tp) * self.hw.engine.kv_block_tokens
-                             for m, s in models.items()}
+        self._block_bytes = {m: kv_block_bytes(s, self.hw.engine.kv_block_tokens) for m, s in models.items()}
         self._lat = {m: self.hw.latency_of(s) for m, s in models.items()}
 
     # ---- helpers -------------------------------------------------------------
@@ -126,19 +128,6 @@ class SimBackend(Backend):
             start_kind: str = "", detail: str = "") -> None:
         self.timeline_rows.append((self.loop.t, kind, model, iid, gpus_str(gpus), nbytes, blocks, start_kind,
                                    detail, math.nan, math.nan))
-
-    def _check_gpus(self, model: str, gpus: GpuSet) -> tuple[ModelSpec, GpuSet]:
-        spec = self.state.models.get(model)
-        if spec is None:
-            raise CapacityError(f"unknown model {model!r}")
-        gs = tuple(sorted(int(g) for g in gpus))
-        n = len(self.state.gpus)
-        if len(gs) != spec.tp or len(set(gs)) != len(gs) or gs[0] < 0 or gs[-1] >= n:
-            raise CapacityError(f"{model}: GPU set {gs} is not {spec.tp} distinct GPUs of 0..{n - 1}")
-        gpn = self.state.gpus_per_node
-        if gs[0] // gpn != gs[-1] // gpn:
-            raise CapacityError(f"{model}: GPU set {gs} spans nodes")
-        return spec, gs
 
     def _slow(self, inst: Instance) -> tuple[float, float]:
         """(prefill, decode) iteration-time factors of ``inst`` from its SM share and its GPUs' load."""
@@ -155,15 +144,10 @@ class SimBackend(Backend):
 
     # ---- replicas ------------------------------------------------------------
     def prewarm(self, model: str, gpus: GpuSet) -> None:
-        spec, gs = self._check_gpus(model, gpus)
-        for g in gs:
-            gpu = self.state.gpus[g]
-            if model in gpu.replicas:
-                raise CapacityError(f"prewarm {model} on {gs}: GPU {g} already holds a replica of it")
-            if any(self.state.instances[i].model == model for i in gpu.instances):
-                raise CapacityError(f"prewarm {model} on {gs}: GPU {g} runs an instance of it")
+        spec, gs = check_gpus(self.state, model, gpus)
+        check_prewarm(self.state, model, gs)
         lc = self.hw.lifecycle
-        rep = self.residency.book_replica(model, spec, gs)
+        rep = self.residency.book_replica(spec, gs)
         self._tl("prewarm_start", model, gpus=gs, nbytes=spec.bytes_per_gpu, detail=lc.prewarm_mechanism)
         if self._setup and self.setup_ready:
             # Deployed before the replay, like setup instances: the published manager prewarms
@@ -188,58 +172,39 @@ class SimBackend(Backend):
             self.sink.on_prewarm_done(rep.model, rep.gpus)
 
     def evict(self, model: str, gpus: GpuSet) -> None:
-        gs = tuple(sorted(gpus))
-        if not gs or gs[-1] >= len(self.state.gpus):
-            return
-        rep = self.state.gpus[gs[0]].replicas.get(model)
-        if rep is not None and rep.gpus == gs:
+        rep = self.book.replica(model, tuple(sorted(gpus)))
+        if rep is not None:
             self.residency.drop(rep, "evict")
 
     # ---- instances -----------------------------------------------------------
     def start_instance(self, model: str, gpus: GpuSet, mem_fraction: float = 1.0,
                        compute_share: float | None = None) -> int:
-        spec, gs = self._check_gpus(model, gpus)
-        if not 0 < mem_fraction <= 1:
-            raise CapacityError(f"start {model}: mem_fraction {mem_fraction} not in (0, 1]")
-        if compute_share is not None and not 0 < compute_share <= 1:
-            raise CapacityError(f"start {model}: compute_share {compute_share} not in (0, 1]")
+        spec, gs = check_gpus(self.state, model, gpus)
+        check_start(self.state, model, gs, mem_fraction, compute_share)
         st_all = self.state
-        for g in gs:
-            others = [st_all.instances[i] for i in st_all.gpus[g].instances]
-            if sum(o.mem_fraction for o in others) + mem_fraction > 1 + 1e-9:
-                raise CapacityError(f"start {model} on {gs}: GPU {g} is taken by instances {[o.instance_id for o in others]}")
-            if any(o.model == model for o in others):
-                raise CapacityError(f"start {model} on {gs}: GPU {g} already runs an instance of it")
         now = self.loop.t
-        reuse: ReplicaState | None = None
-        if self.features.memory_switching:
-            cand = st_all.gpus[gs[0]].replicas.get(model)
-            if cand is not None and cand.gpus == gs:
-                reuse = cand
-        pool = st_all.gpus[gs[0]].capacity_bytes
+        reuse = self.book.replica(model, gs) if self.features.memory_switching else None
         bb = self._block_bytes[model]
-        blocks = (int(mem_fraction * pool) - spec.bytes_per_gpu) // bb
         lim = self.hw.engine
-        if lim.kv_cache_bytes is not None:  # the engine is given a fixed KV cache (--kv-cache-memory-bytes)
-            blocks = min(blocks, lim.kv_cache_bytes // bb)
+        # the engine may be given a fixed KV cache (--kv-cache-memory-bytes)
+        blocks = kv_blocks_for_share(spec, st_all.gpus[gs[0]].capacity_bytes, mem_fraction, lim.kv_block_tokens,
+                                     lim.kv_cache_bytes)
         if blocks < min_kv_blocks(lim.max_model_len, lim.kv_block_tokens):
             raise CapacityError(f"start {model}: mem_fraction {mem_fraction} leaves {max(blocks, 0)} KV blocks")
-        job = self.residency.claim(model, spec, gs, reuse, blocks * bb)
+        iid = self._next_iid
+        job = self.residency.claim(iid, spec, gs, reuse, blocks * bb)
+        self._next_iid += 1
         busy_slow = self.starter.slowdown(gs, model)  # before this instance is on the books
         kind = self.starter.kind(gs, reuse=reuse is not None, warm=self._setup and self.setup_ready)
-        iid = self._next_iid
-        self._next_iid += 1
         st = InstanceState(instance_id=iid, model=model, gpus=gs, phase=InstancePhase.STARTING, start_kind=kind,
                            created_s=now, kv_blocks_total=blocks, mem_fraction=mem_fraction)
-        st_all.instances[iid] = st
-        for g in gs:
-            st_all.gpus[g].instances.append(iid)
+        self.book.add_instance(st)
         if mem_fraction < 1:
             self._colocated += 1
         rec = self.record
         inst = Instance(st, self._lat[model], lim, self.loop, self.req, self.arrivals.req_done,  # type: ignore[arg-type]
                         (rec.seg_inst, rec.seg_t0, rec.seg_t1), self._drained, self._preempted,
-                        st_all.instances.note_idle)  # type: ignore[attr-defined]
+                        st_all.instances.note_idle)
         inst.set_kv_blocks(blocks)
         self.insts[iid] = inst
         if compute_share is not None:
@@ -284,17 +249,13 @@ class SimBackend(Backend):
     def _finish_stop(self, inst: Instance) -> None:
         st = inst.st
         life = self.starts[st.instance_id]
-        now = self.loop.t
         spec = self.state.models[st.model]
-        bb = self._block_bytes[st.model]
-        kv_held = (st.kv_blocks_total - st.kv_blocks_lent) * bb
-        keep = self.residency.release(st, spec, kv_held, life.keep and (life.reuse or not math.isnan(life.t_load1)))
+        keep = self.residency.release(st, spec, life.keep and (life.reuse or not math.isnan(life.t_load1)))
         if st.mem_fraction < 1:
             self._colocated -= 1
         self._share.pop(st.instance_id, None)
         self._update_slow(st.gpus)
         st.phase = InstancePhase.STOPPED
-        life.t_stop = now
         self.starter.refill_worker(inst)  # stopped before it was ready
         inst.gen += 1
         self._tl("instance_stop", st.model, st.instance_id, st.gpus, detail="kept_weights" if keep else "")
@@ -308,7 +269,7 @@ class SimBackend(Backend):
         st = self.state.instances.get(instance_id)
         if st is None or st.phase is InstancePhase.STOPPED:
             return 0
-        return lend_kv(self.state, self.ledger, st, self.insts[instance_id], self.starts[instance_id].kv_mapped,
+        return lend_kv(self.book, st, self.insts[instance_id], self.starts[instance_id].kv_mapped,
                        self._block_bytes[st.model], blocks, self.loop.t, self._tl)
 
     # ---- requests ------------------------------------------------------------

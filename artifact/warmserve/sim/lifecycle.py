@@ -28,9 +28,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from warmserve.cluster.book import ClusterBook
+from warmserve.cluster.ledger import HostBook
 from warmserve.control.features import BackendFeatures
-from warmserve.control.seam import CapacityError, ClusterState, GpuSet, ModelSpec, ReplicaState
-from warmserve.sim.ledger import HostBook
+from warmserve.control.seam import CapacityError, GpuSet, ModelSpec, ReplicaState
 from warmserve.sim.profile import EngineLimits, HardwareProfile, Lifecycle
 
 GB = 1e9  # the profiles give rates per GB = 1e9 bytes
@@ -119,8 +120,9 @@ class SleepingReplicas:
     nothing on its GPUs (``ReplicaState.bytes_per_gpu`` 0). The pinned budget per node is the host DRAM
     not set aside for the checkpoint cache (when the system uses one)."""
 
-    def __init__(self, state: ClusterState, hw: HardwareProfile, features: BackendFeatures) -> None:
-        self.state = state
+    def __init__(self, book: ClusterBook, hw: HardwareProfile, features: BackendFeatures) -> None:
+        self.cluster = book
+        state = self.state = book.state
         cache = hw.host_cache_bytes if features.host_cache else 0
         self.host = HostBook(state.nodes, max(0, (hw.host_dram_bytes or 0) - cache))
         self.asleep: dict[tuple[str, GpuSet], int] = {}  # (model, gpus) -> pinned bytes
@@ -140,11 +142,9 @@ class SleepingReplicas:
             raise CapacityError(f"prewarm {spec.name} (sleep): node {node} has "
                                 f"{self.host.capacity - self.host.held[node]} B of pinned host memory free, "
                                 f"needs {nbytes} B")
+        rep = self.cluster.add_replica(spec, gs, t, ready=ready, resident=False)
         self.host.change(node, nbytes, t)
         self.asleep[(spec.name, gs)] = nbytes
-        rep = ReplicaState(model=spec.name, gpus=gs, bytes_per_gpu=0, ready=ready, since_s=t)
-        for g in gs:
-            self.state.gpus[g].replicas[spec.name] = rep
         return rep
 
     def unbook(self, model: str, gs: GpuSet, t: float) -> None:

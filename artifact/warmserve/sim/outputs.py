@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from warmserve.cluster.ledger import CATEGORIES
 from warmserve.metrics.schema import (
     REQUEST_COLUMNS,
     TIMELINE_COLUMNS,
@@ -23,7 +24,6 @@ from warmserve.metrics.schema import (
     gpus_str,
     labels_categorical,
 )
-from warmserve.sim.ledger import CATEGORIES
 from warmserve.sim.requests import STATUS_NAMES, RequestTable
 
 if TYPE_CHECKING:

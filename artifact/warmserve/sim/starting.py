@@ -32,6 +32,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from warmserve.cluster.rules import start_kind
 from warmserve.control.features import BackendFeatures
 from warmserve.control.seam import ClusterState, GpuSet, InstancePhase, ModelSpec, StartKind
 from warmserve.sim.events import EventLoop
@@ -52,7 +53,6 @@ class Start:
     t_load0: float = math.nan  # load phase begins
     t_load1: float = math.nan  # load phase ends (post begins)
     t_ready: float = math.nan
-    t_stop: float = math.nan
     keep: bool = False  # keep the weights as a replica when stopped
     job: LoadJob | None = None  # the weight load this start waits for
     post_s: float = 0.0  # init time after the load (mapping + KV allocation)
@@ -85,13 +85,9 @@ class StartMachine:
 
     def kind(self, gs: GpuSet, *, reuse: bool, warm: bool) -> StartKind:
         """What a start on ``gs`` begins from; takes a pre-spawned worker when one serves it."""
-        if warm:
-            return StartKind.WARM
-        if reuse:
-            return StartKind.PREWARMED
-        if self.features.worker_pool and self.workers.take(gs[0] // self.state.gpus_per_node):
-            return StartKind.WORKER  # a bounded pool is refilled when this start ends (refill_worker)
-        return StartKind.COLD
+        # a bounded pool is refilled when this start ends (refill_worker)
+        return start_kind(warm=warm, adopts=reuse, take_worker=lambda: self.features.worker_pool and self.workers.take(
+            gs[0] // self.state.gpus_per_node))
 
     def slowdown(self, gs: GpuSet, model: str) -> float:
         """``lifecycle.busy_start_slowdown`` if another engine process runs on ``gs``'s node (an

@@ -1,8 +1,10 @@
-"""The per-GPU memory ledger: the only code that changes ``GpuState.used_bytes``.
+"""The per-GPU memory ledger: the only code that changes ``GpuState.used_bytes`` (both backends).
 
-Three categories per GPU, as the utilisation log reports them: ``weights`` of
-running instances, their ``kv`` (net of blocks lent to prewarming) and
-``prewarm``ed replicas (loaded or loading). Every change is checked against
+Four categories per GPU: ``weights`` of running instances, their ``kv`` (net
+of blocks lent to prewarming), ``prewarm``ed replicas (loaded or loading) --
+the three the twin's utilisation log reports -- and ``reserved``: bytes a
+testbed standby engine holds beyond its weights while it starts awake (before
+it sleeps down to its weights; the twin never books any). Every change is checked against
 the GPU's pool; an attempt to oversubscribe raises ``CapacityError`` (a policy
 or backend bug, never clipped). Changes are also appended to flat arrays so
 the utilisation log can be rebuilt afterwards without sampling during the run.
@@ -14,8 +16,8 @@ from array import array
 
 from warmserve.control.seam import CapacityError, ClusterState
 
-WEIGHTS, KV, PREWARM = 0, 1, 2
-CATEGORIES = ("weights", "kv", "prewarm")
+WEIGHTS, KV, PREWARM, RESERVED = 0, 1, 2, 3
+CATEGORIES = ("weights", "kv", "prewarm", "reserved")
 
 
 class Ledger:
@@ -23,7 +25,7 @@ class Ledger:
 
     def __init__(self, state: ClusterState) -> None:
         self.state = state
-        self.held = [[0, 0, 0] for _ in state.gpus]  # per GPU, per category
+        self.held = [[0] * len(CATEGORIES) for _ in state.gpus]  # per GPU, per category
         self.log_t = array("d")
         self.log_gpu = array("i")
         self.log_cat = array("b")
