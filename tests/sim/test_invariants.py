@@ -3,12 +3,14 @@
 Memory never oversubscribed, GPU and (sleep mode) pinned host memory (the ledger raises; refused verbs leave it
 untouched; books cross-checked), every request ends with a status, TTFT =
 queue + load + init + prefill exactly, time never goes backwards, and the same
-seed gives byte-identical requests.parquet.
+seed gives byte-identical requests.parquet. The last test drives a few short scenarios through both the
+twin and the stub-engine testbed: the cluster book's rules and invariants hold on either.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twin_scenario import Scenario, assert_memory_never_oversubscribed, parquet_bytes, run
@@ -72,3 +74,52 @@ def test_twin_invariants(sc: Scenario) -> None:
     # same seed -> byte-identical request log
     b2, *_ = run(sc)
     assert parquet_bytes(b2.request_log()) == parquet_bytes(log)
+
+
+# ---- the same chaos on both backends: the cluster book's rules hold on the testbed too ------------------
+# A few short scenarios (the testbed runs on the wall clock with stub engine processes): the same models,
+# slots, features, workload and seeded chaos policy drive the twin and ``backend=testbed-stub``. On both,
+# every verb the chaos policy tries either applies or is refused with the books unchanged, the books match
+# the state after each (``ClusterBook.check``), memory is never oversubscribed along the way, and every
+# request ends with a status.
+BOTH_SCENARIOS = [  # (seed, features)
+    (3, {"worker_pool": True}),
+    (11, {"memory_switching": True, "keep_weights_on_stop": True}),
+]
+
+
+def _both_backend(kind: str, features: dict, tmp_path):
+    from omegaconf import OmegaConf
+
+    from warmserve.config import configs_dir, model_specs
+    from warmserve.sim.backend import SimBackend
+    from warmserve.testbed.stubs import stub_backend
+
+    if kind == "testbed-stub":  # tiny3 on 2 slots of configs/hardware/cpu-testbed.yaml
+        return stub_backend(tmp_path, features=features, slots=2, prespawned_pool=1, request_timeout_s=10.0)
+    # the twin on the very models, slots and hardware profile the stub testbed plans against
+    return SimBackend(models=model_specs("tiny3"), cluster={"nodes": 1, "gpus_per_node": 2},
+                      hardware=OmegaConf.load(configs_dir() / "hardware" / "cpu-testbed.yaml"),
+                      features=BackendFeatures(**features), seed=1)
+
+
+@pytest.mark.parametrize("kind", ["sim", "testbed-stub"])
+@pytest.mark.parametrize(("seed", "features"), BOTH_SCENARIOS)
+def test_both_backends_keep_the_books(kind: str, seed: int, features: dict, tmp_path) -> None:
+    from twin_chaos import ChaosPolicy
+
+    from warmserve.control.controller import Controller
+    from warmserve.testbed.stubs import workload
+
+    b = _both_backend(kind, features, tmp_path)
+    models = sorted(b.state.models)
+    rng = np.random.default_rng(seed)
+    wl = workload([(float(t), str(rng.choice(models)), int(rng.integers(1, 16)), int(rng.integers(1, 6)))
+                   for t in np.sort(rng.uniform(0.0, 3.0, 8))])
+    pol = ChaosPolicy(b, seed=seed, tick_interval_s=0.3)
+    b.replay(wl, Controller(b, pol, models), 12.0)
+    assert pol.applied > 0, "the chaos policy never got a verb through"
+    assert_memory_never_oversubscribed(b)
+    log = b.request_log()
+    assert sorted(log["request_id"]) == sorted(wl["request_id"])
+    assert set(log["status"].astype(str)) <= {"ok", "failed", "timeout"}

@@ -1,15 +1,18 @@
-"""A seeded random policy that exercises every backend verb (for the twin's invariant tests).
+"""A seeded random policy that exercises every backend verb (for the invariant tests of both backends).
 
 It launches on demand like an autoscaler, and on each tick tries random
 starts, stops (keeping weights or not), prewarms, evictions and KV lending.
 Verbs are called directly so that a refused one (``CapacityError``) can be
-checked to leave the books untouched; the ledger is cross-checked after each.
+checked to leave the books untouched; the cluster book is cross-checked
+against the state after each (``ClusterBook.check``). It needs only what both
+the twin and the testbed have: the seam's verbs, ``state`` and ``book``.
 """
 
 from __future__ import annotations
 
 import random
 
+from warmserve.cluster.ledger import HostBook
 from warmserve.control.policy import PolicyContext, SystemPolicy
 from warmserve.control.seam import CapacityError, Command, InstancePhase, StartInstance
 
@@ -52,17 +55,27 @@ class ChaosPolicy(SystemPolicy):
         s = self._free_set(model)
         return None if s is None else StartInstance(model, s)
 
+    def _books(self) -> tuple:
+        """What a refused verb must leave as it was: memory per GPU and category, replicas, instances,
+        reservations and (the twin's sleep mode) pinned host memory."""
+        st = self.b.state
+        book = self.b.book
+        host = getattr(self.b, "host", None)  # the twin's sleep-mode pinned host memory (a HostBook)
+        host = host if isinstance(host, HostBook) else None
+        return ([list(h) for h in book.ledger.held], [g.used_bytes for g in st.gpus],
+                [sorted((m, r.gpus) for m, r in g.replicas.items()) for g in st.gpus],
+                [list(g.instances) for g in st.gpus], sorted(st.instances), dict(book.kv_of), dict(book.reserved),
+                None if host is None else list(host.held))
+
     def _try(self, fn, *args) -> None:
-        before = [g.used_bytes for g in self.b.state.gpus]
-        host = list(self.b.host.held)
+        before = self._books()
         try:
             fn(*args)
             self.applied += 1
         except CapacityError:
             self.refused += 1
-            assert [g.used_bytes for g in self.b.state.gpus] == before, "a refused verb changed memory"
-            assert self.b.host.held == host, "a refused verb changed pinned host memory"
-        self.b.ledger.check()
+            assert self._books() == before, "a refused verb changed the books"
+        self.b.book.check()
 
     def on_tick(self, ctx: PolicyContext) -> list[Command]:
         rng = self.rng

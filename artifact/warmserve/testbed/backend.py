@@ -9,8 +9,11 @@ wait for ``/health``, drain, kill). Completion comes back through the
 "GPUs" on the CPU testbed are *slots*: a set of cores (``cores`` in the
 config, given to each engine as ``VLLM_CPU_OMP_THREADS_BIND``) with a memory
 budget (``capacity_bytes``) that the policies plan against. Memory accounting
-in ``ClusterState`` follows the seam (weights, KV share, replicas); the real
-resident memory of each process is sampled separately into the utilisation log.
+in ``ClusterState`` follows the seam (weights, KV share, replicas) and goes
+through the cluster book shared with the twin (``warmserve.cluster``: its
+ledger, checks and KV sizes); an instance's KV share there is its whole share
+beside the weights (the engine's KV cache and overheads). The real resident
+memory of each process is sampled separately into the utilisation log.
 
 Every start records its ``Mechanism`` (see ``warmserve.testbed.mechanisms``).
 
@@ -40,6 +43,16 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 
+from warmserve.cluster.book import ClusterBook
+from warmserve.cluster.rules import (
+    check_gpus,
+    check_prewarm,
+    check_start,
+    kv_block_bytes,
+    kv_blocks_for_share,
+    share_bytes,
+    start_kind,
+)
 from warmserve.control.seam import (
     Backend,
     CapacityError,
@@ -50,7 +63,6 @@ from warmserve.control.seam import (
     InstancePhase,
     InstanceState,
     ModelSpec,
-    ReplicaState,
     Request,
     RequestStatus,
     StartKind,
@@ -113,8 +125,8 @@ class _Standby:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     error: str | None = None
     task: asyncio.Task | None = None
-    kv_bytes: int = 0  # GPU: its KV cache per GPU (fixed when it started)
-    reserved: int = 0  # GPU: bytes per GPU held in the ledger beyond the weights while it starts awake
+    kv_bytes: int = 0  # GPU: its KV cache per GPU (fixed when it started); while it starts awake the
+    # book holds a reservation for that cache and the engine's overheads beside its weights (ClusterBook.reserved)
 
 
 class TestbedBackend(EngineLauncher, GpuLifecycle, Backend):
@@ -139,6 +151,7 @@ class TestbedBackend(EngineLauncher, GpuLifecycle, Backend):
         gpus = [GpuState(gpu=g, node=g // gpus_per_node, capacity_bytes=settings.capacity_bytes)
                 for g in range(nodes * gpus_per_node)]
         self.state = ClusterState(nodes=nodes, gpus_per_node=gpus_per_node, gpus=gpus, models=dict(models))
+        self.book = ClusterBook(self.state)  # every memory change and its checks (shared with the twin)
         self.sink: EventSink | None = None
         self.timeline_rows: list[dict] = []  # timeline events of docs/design.md §4 (+ mechanism)
         self.counters: dict[str, int] = {"kv_lend_unsupported": 0, "prewarm_refused": 0, "ports_skipped": 0}
@@ -236,73 +249,57 @@ class TestbedBackend(EngineLauncher, GpuLifecycle, Backend):
     def _name(self, tag: str, model: str) -> str:
         return f"{tag}{next(self._ids)}-{model}"
 
-    def _release_gpus(self, inst: InstanceState) -> None:
-        per_gpu = int(inst.mem_fraction * self.settings.capacity_bytes)
-        for g in inst.gpus:
-            gs = self.state.gpus[g]
-            if inst.instance_id in gs.instances:
-                gs.instances.remove(inst.instance_id)
-                gs.used_bytes -= per_gpu
+    def _release_gpus(self, inst: InstanceState, keep: bool = False) -> bool:
+        """Free ``inst``'s GPUs (once), its weights staying as a replica if ``keep``; returns whether kept."""
+        if not self.book.holds(inst):
+            return False
+        return self.book.release(inst, keep, self.clock.now()) is not None
 
     # ---- Backend verbs ---------------------------------------------------
     def start_instance(self, model: str, gpus: GpuSet, mem_fraction: float = 1.0,
                        compute_share: float | None = None) -> int:
         # compute_share is not enforced here: the engines run without MPS (the policy notes it in run.json)
-        spec = self.state.models[model]
-        if len(gpus) != spec.tp:
-            raise CapacityError(f"{model} needs {spec.tp} slots, got {gpus}")
-        per_gpu = int(mem_fraction * self.settings.capacity_bytes)
-        for g in gpus:
-            gs = self.state.gpus[g]
-            others = [self.state.instances[i] for i in gs.instances]
-            if any(o.mem_fraction >= 1.0 for o in others) or (others and mem_fraction >= 1.0):
-                raise CapacityError(f"slot {g} already runs instances {gs.instances}")
-        # evict other models' replicas on these slots (the published eviction point)
-        for g in gpus:
-            for m in [m for m in self.state.gpus[g].replicas if m != model]:
-                self.evict(m, self.state.gpus[g].replicas[m].gpus)
+        spec, gpus = check_gpus(self.state, model, gpus)
+        check_start(self.state, model, gpus, mem_fraction, compute_share)
+        per_gpu = share_bytes(self.settings.capacity_bytes, mem_fraction)
         plan = self._plan(model, per_gpu)
         if plan is not None and plan.kv_bytes < self._min_kv(model):
             raise CapacityError(f"{model}: a share of {per_gpu} B per GPU leaves {plan.kv_bytes} B of KV cache, "
                                 f"less than one max_model_len sequence needs ({self._min_kv(model)} B)")
-        standby = self._standby.get((model, tuple(gpus))) if self.settings.adopt_replicas else None
+        standby = self._standby.get((model, gpus)) if self.settings.adopt_replicas else None
         if standby is not None and plan is not None and standby.kv_bytes > plan.kv_bytes:
             standby = None  # its KV cache, fixed at its start, is larger than this instance's share
-        if standby is not None:
-            self._standby.pop((model, tuple(gpus)))
-        if standby is None and model in self.state.gpus[gpus[0]].replicas:
-            self.evict(model, self.state.gpus[gpus[0]].replicas[model].gpus, reason="not adoptable")
-        if standby is not None:
-            kind = StartKind.PREWARMED
-            mech = Mechanism.SLEEP_WAKE if self.settings.device == "cuda" else Mechanism.STANDBY_ENGINE
-            for g in gpus:  # the replica's bytes (and a start-up reservation) become the instance's
-                self.state.gpus[g].replicas.pop(model, None)
-                self.state.gpus[g].used_bytes -= spec.bytes_per_gpu + standby.reserved
-            standby.reserved = 0
-        elif self._take_prespawned_peek():
-            kind, mech = StartKind.WORKER, Mechanism.PRESPAWNED_PROCESS
-        else:
-            kind, mech = StartKind.COLD, Mechanism.PROCESS_START
-        for g in gpus:
-            if self.state.gpus[g].free_bytes < per_gpu:
-                raise CapacityError(f"slot {g}: {per_gpu} B needed, {self.state.gpus[g].free_bytes} B free")
+        reuse = self.book.replica(model, gpus) if standby is not None else None
         iid = next(self._ids)
         now = self.clock.now()
-        kv_bytes = max(0, per_gpu - spec.bytes_per_gpu) * len(gpus)
-        if self.settings.kv_cache_bytes is not None:  # what the engine really allocates
-            kv_bytes = min(kv_bytes, self.settings.kv_cache_bytes * len(gpus))
+        # other replicas on these slots are evicted (the published eviction point), a non-adoptable one of
+        # this model too; the replica adopted (and any start-up reservation of its engine) becomes the instance's
+        self.book.claim(iid, spec, gpus, reuse, max(0, per_gpu - spec.bytes_per_gpu), now,
+                        lambda r: self.evict(r.model, r.gpus, reason="not adoptable" if r.model == model else None))
+        if reuse is not None:
+            self._standby.pop((model, gpus))
+        else:
+            standby = None
+        kind = start_kind(warm=False, adopts=standby is not None, take_worker=self._take_prespawned_peek)
+        if kind is StartKind.PREWARMED:
+            mech = Mechanism.SLEEP_WAKE if self.settings.device == "cuda" else Mechanism.STANDBY_ENGINE
+        else:
+            mech = Mechanism.PRESPAWNED_PROCESS if kind is StartKind.WORKER else Mechanism.PROCESS_START
+        bb = kv_block_bytes(spec, self.settings.kv_block_tokens)
         if plan is not None:  # GPU: the engine's own KV cache (a standby's was fixed when it started)
-            kv_bytes = (standby.kv_bytes if standby is not None else plan.kv_bytes) * len(gpus)
-        blocks = kv_bytes // max(1, spec.kv_bytes_per_token * self.settings.kv_block_tokens)
-        inst = InstanceState(instance_id=iid, model=model, gpus=tuple(gpus), phase=InstancePhase.STARTING,
-                             start_kind=kind, created_s=now, kv_blocks_total=int(blocks),
+            kv_bytes = standby.kv_bytes if standby is not None else plan.kv_bytes
+            blocks = kv_bytes // bb
+        else:  # what the engine really allocates from its share (capped by a fixed KV cache, if given)
+            blocks = max(0, kv_blocks_for_share(spec, self.settings.capacity_bytes, mem_fraction,
+                                                self.settings.kv_block_tokens, self.settings.kv_cache_bytes))
+            kv_bytes = max(0, per_gpu - spec.bytes_per_gpu)
+            if self.settings.kv_cache_bytes is not None:
+                kv_bytes = min(kv_bytes, self.settings.kv_cache_bytes)
+        inst = InstanceState(instance_id=iid, model=model, gpus=gpus, phase=InstancePhase.STARTING,
+                             start_kind=kind, created_s=now, kv_blocks_total=blocks,
                              mem_fraction=mem_fraction)
-        self.state.instances[iid] = inst
-        for g in gpus:
-            self.state.gpus[g].instances.append(iid)
-            self.state.gpus[g].used_bytes += per_gpu
-        rt = _Runtime(engine=None, mechanism=mech, start_mono=time.monotonic(), plan=plan,
-                      kv_bytes=kv_bytes // len(gpus))
+        self.book.add_instance(inst)
+        rt = _Runtime(engine=None, mechanism=mech, start_mono=time.monotonic(), plan=plan, kv_bytes=kv_bytes)
         self._rt[iid] = rt
         self._event("instance_start", model=model, instance_id=iid, gpus=tuple(gpus),
                     bytes=per_gpu * len(gpus), mechanism=mech.value, start_kind=kind.value)
@@ -397,11 +394,8 @@ class TestbedBackend(EngineLauncher, GpuLifecycle, Backend):
         if inst.phase is not InstancePhase.STOPPING:
             return  # failed meanwhile; _fail reported it
         rt.retiring = True
-        spec = self.state.models[inst.model]
-        share = int(inst.mem_fraction * self.settings.capacity_bytes)
         keep = keep_weights and rt.engine is not None and rt.engine.alive() and all(
-            inst.model not in self.state.gpus[g].replicas
-            and self.state.gpus[g].free_bytes + share >= spec.bytes_per_gpu for g in inst.gpus)
+            inst.model not in self.state.gpus[g].replicas for g in inst.gpus)
         if keep and self.settings.device == "cuda":
             assert rt.engine is not None
             try:  # the kept engine must give back its KV cache: the ledger credits it weights only
@@ -410,16 +404,11 @@ class TestbedBackend(EngineLauncher, GpuLifecycle, Backend):
                 keep = False
                 self._event("keep_weights_failed", model=inst.model, instance_id=iid, gpus=inst.gpus,
                             detail=str(exc).splitlines()[0][:200])
-        self._release_gpus(inst)
+        keep = self._release_gpus(inst, keep)  # the weights stay as a ready replica if kept
         if keep:
             sb = _Standby(model=inst.model, gpus=inst.gpus, engine=rt.engine, kv_bytes=rt.kv_bytes)
             sb.ready.set()
             self._standby[(inst.model, inst.gpus)] = sb
-            for g in inst.gpus:
-                self.state.gpus[g].replicas[inst.model] = ReplicaState(
-                    model=inst.model, gpus=inst.gpus, bytes_per_gpu=spec.bytes_per_gpu, ready=True,
-                    since_s=self.clock.now())
-                self.state.gpus[g].used_bytes += spec.bytes_per_gpu
             rt.engine = None
         elif rt.engine is not None:
             await self._stop_engine(rt.engine, inst.gpus)
@@ -430,14 +419,9 @@ class TestbedBackend(EngineLauncher, GpuLifecycle, Backend):
             self.sink.on_instance_stopped(iid)
 
     def prewarm(self, model: str, gpus: GpuSet) -> None:
-        spec = self.state.models[model]
-        gpus = tuple(gpus)
-        for g in gpus:
-            gs = self.state.gpus[g]
-            if model in gs.replicas:
-                raise CapacityError(f"{model} already has a replica on slot {g}")
-            if gs.free_bytes < spec.bytes_per_gpu:
-                raise CapacityError(f"slot {g}: {spec.bytes_per_gpu} B needed, {gs.free_bytes} B free")
+        spec, gpus = check_gpus(self.state, model, gpus)
+        check_prewarm(self.state, model, gpus)
+        self.book.check_room(f"prewarm {model}", gpus, spec.bytes_per_gpu)
         if len(self.live_engines()) + sum(1 for r in self._rt.values() if r.engine is None) >= self.settings.max_engines:
             # a CPU replica is a whole engine process: refuse rather than exhaust host memory
             self.counters["prewarm_refused"] += 1
@@ -457,12 +441,8 @@ class TestbedBackend(EngineLauncher, GpuLifecycle, Backend):
                             detail=f"{room} B free beside the weights: too little to start an engine")
                 return
             reserved = kv + self.settings.gpu.overhead_bytes
-        now = self.clock.now()
-        for g in gpus:
-            self.state.gpus[g].replicas[model] = ReplicaState(model=model, gpus=gpus,
-                                                              bytes_per_gpu=spec.bytes_per_gpu, since_s=now)
-            self.state.gpus[g].used_bytes += spec.bytes_per_gpu + reserved
-        sb = _Standby(model=model, gpus=gpus, kv_bytes=kv, reserved=reserved)
+        self.book.add_replica(spec, gpus, self.clock.now(), reserve=reserved)
+        sb = _Standby(model=model, gpus=gpus, kv_bytes=kv)
         self._standby[(model, gpus)] = sb
         mech = Mechanism.SLEEP_WAKE if self.settings.device == "cuda" else Mechanism.STANDBY_ENGINE
         self._event("prewarm_start", model=model, gpus=gpus, bytes=spec.bytes_per_gpu * len(gpus),
@@ -474,13 +454,14 @@ class TestbedBackend(EngineLauncher, GpuLifecycle, Backend):
             plan = None
             if self.settings.gpu is not None:
                 spec = self.state.models[sb.model]
-                plan = self._plan(sb.model, spec.bytes_per_gpu + sb.reserved, sb.kv_bytes)
+                reserved = self.book.reserved.get((sb.model, sb.gpus), 0)  # none once adopted
+                plan = self._plan(sb.model, spec.bytes_per_gpu + reserved, sb.kv_bytes)
             await self._exited_on(sb.gpus)
             sb.engine = await self._launch(self._name("s", sb.model), sb.model, sb.gpus,
                                            extra=self._plan_args(plan))
             if plan is not None:  # sleep (drop weights+KV), then bring back only the weights = a prewarmed replica
                 await self._sleep_to_weights(sb.engine)
-                self._unreserve(sb)
+                self.book.unreserve(sb.model, sb.gpus, self.clock.now())
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001
@@ -499,14 +480,13 @@ class TestbedBackend(EngineLauncher, GpuLifecycle, Backend):
             self.sink.on_prewarm_done(sb.model, sb.gpus)
 
     def evict(self, model: str, gpus: GpuSet, reason: str | None = None) -> None:
-        gpus = tuple(gpus)
+        gpus = tuple(sorted(gpus))
         spec = self.state.models[model]
-        for g in gpus:
-            if self.state.gpus[g].replicas.pop(model, None) is not None:
-                self.state.gpus[g].used_bytes -= spec.bytes_per_gpu
+        rep = self.book.replica(model, gpus)
+        if rep is not None:  # its weights and any start-up reservation leave the GPUs
+            self.book.remove_replica(rep, self.clock.now())
         sb = self._standby.pop((model, gpus), None)
         if sb is not None:
-            self._unreserve(sb)
             if sb.task is not None and not sb.task.done():
                 sb.task.cancel()
             if sb.engine is not None:

@@ -104,10 +104,5 @@ class GpuLifecycle:
         if self.settings.sleep_level == 2:
             await client.reload_weights()
 
-    def _unreserve(self, sb: _Standby) -> None:
-        for g in sb.gpus:
-            self.state.gpus[g].used_bytes -= sb.reserved
-        sb.reserved = 0
-
     def _plan_args(self, plan: EnginePlan | None) -> list[str] | None:
         return plan.args(self.settings.gpu) if plan is not None and self.settings.gpu is not None else None
