@@ -93,17 +93,19 @@ def _both_backend(kind: str, features: dict, tmp_path):
 
     from warmserve.config import configs_dir, model_specs
     from warmserve.sim.backend import SimBackend
-    from warmserve.testbed.stubs import stub_backend
+    from warmserve.testbed.stubs import gpu_stub_backend, stub_backend
 
     if kind == "testbed-stub":  # tiny3 on 2 slots of configs/hardware/cpu-testbed.yaml
         return stub_backend(tmp_path, features=features, slots=2, prespawned_pool=1, request_timeout_s=10.0)
+    if kind == "testbed-stub-gpu":  # tiny3 on 2 fake A100s: standbys start awake (a reservation in the book)
+        return gpu_stub_backend(tmp_path, features=features, gpus=2, prespawned_pool=1)
     # the twin on the very models, slots and hardware profile the stub testbed plans against
     return SimBackend(models=model_specs("tiny3"), cluster={"nodes": 1, "gpus_per_node": 2},
                       hardware=OmegaConf.load(configs_dir() / "hardware" / "cpu-testbed.yaml"),
                       features=BackendFeatures(**features), seed=1)
 
 
-@pytest.mark.parametrize("kind", ["sim", "testbed-stub"])
+@pytest.mark.parametrize("kind", ["sim", "testbed-stub", "testbed-stub-gpu"])
 @pytest.mark.parametrize(("seed", "features"), BOTH_SCENARIOS)
 def test_both_backends_keep_the_books(kind: str, seed: int, features: dict, tmp_path) -> None:
     from twin_chaos import ChaosPolicy
@@ -115,7 +117,7 @@ def test_both_backends_keep_the_books(kind: str, seed: int, features: dict, tmp_
     models = sorted(b.state.models)
     rng = np.random.default_rng(seed)
     wl = workload([(float(t), str(rng.choice(models)), int(rng.integers(1, 16)), int(rng.integers(1, 6)))
-                   for t in np.sort(rng.uniform(0.0, 3.0, 8))])
+                   for t in np.sort(rng.uniform(0.0, 5.0, 12))])
     pol = ChaosPolicy(b, seed=seed, tick_interval_s=0.3)
     b.replay(wl, Controller(b, pol, models), 12.0)
     assert pol.applied > 0, "the chaos policy never got a verb through"

@@ -275,7 +275,7 @@ class TestbedBackend(EngineLauncher, GpuLifecycle, Backend):
         # other replicas on these slots are evicted (the published eviction point), a non-adoptable one of
         # this model too; the replica adopted (and any start-up reservation of its engine) becomes the instance's
         self.book.claim(iid, spec, gpus, reuse, max(0, per_gpu - spec.bytes_per_gpu), now,
-                        lambda r: self.evict(r.model, r.gpus, reason="not adoptable" if r.model == model else None))
+                        lambda r: self.evict(r.model, r.gpus, reason="not adoptable" if r.model == model else None, at=now))
         if reuse is not None:
             self._standby.pop((model, gpus))
         else:
@@ -338,6 +338,10 @@ class TestbedBackend(EngineLauncher, GpuLifecycle, Backend):
             raise
         except Exception as exc:  # noqa: BLE001 - any start failure is reported, never lost
             self._fail(iid, f"start failed: {exc}")
+            return
+        if inst.phase is InstancePhase.STOPPING:  # stopped while starting: as on the twin, it serves what
+            inst.ready_s = self.clock.now()  # was dispatched to it and the waiting stop drains it
+            rt.ready.set()
             return
         if inst.phase is not InstancePhase.STARTING:
             return
@@ -479,12 +483,13 @@ class TestbedBackend(EngineLauncher, GpuLifecycle, Backend):
         if self.sink is not None:
             self.sink.on_prewarm_done(sb.model, sb.gpus)
 
-    def evict(self, model: str, gpus: GpuSet, reason: str | None = None) -> None:
+    def evict(self, model: str, gpus: GpuSet, reason: str | None = None, at: float | None = None) -> None:
+        """``at``: the time to book it at (a start's claim evicts at the time the claim books the rest)."""
         gpus = tuple(sorted(gpus))
         spec = self.state.models[model]
         rep = self.book.replica(model, gpus)
         if rep is not None:  # its weights and any start-up reservation leave the GPUs
-            self.book.remove_replica(rep, self.clock.now())
+            self.book.remove_replica(rep, self.clock.now() if at is None else at)
         sb = self._standby.pop((model, gpus), None)
         if sb is not None:
             if sb.task is not None and not sb.task.done():
