@@ -6,19 +6,20 @@ Modules (one job each):
 ``profile``    the hardware profile (``configs/hardware``), validated and typed
 ``calibrate``  fits the latency coefficients from the bundled Vidur profiles
 ``links``      weight loads as flows over NVMe / host DRAM / PCIe switch / PCIe, max-min fair
-``ledger``     per-GPU memory books (weights, KV, prewarmed); oversubscription raises
 ``instance``   one engine: continuous batching, analytic decode runs, preemption by recompute
 ``requests``   per-request state in flat arrays (10^7 requests without per-request objects)
 ``lifecycle``  what a start costs (the start plans) and sleep mode's pinned host memory
 ``loading``    weight loads of replicas and starts (flows over the links) with their waiters
 ``workers``    the pre-spawned worker pool per node
 ``backend``    ``SimBackend``: the seam's verbs; drives the modules below
-``residency``  what sits in GPU memory: replicas booked and dropped, a start's claim, a stop's release
+``residency``  the twin's layer over the cluster book: replicas' loads, sleeping replicas, evictions logged
 ``starting``   the start state machine (init -> load -> post -> ready); each start's ``Start`` record
 ``kv_lending`` ``lend_kv``: free KV blocks of an instance lent to prewarming
 ``replay``     arrivals fed to the controller, ends counted, end-of-run timeouts
 ``outputs``    request log / timeline / utilisation tables from a ``TwinRecord`` (no backend object)
 ``synthetic``  a seeded synthetic workload for tests and the benchmark (labelled synthetic)
+
+The memory books and the command checks are ``warmserve.cluster`` (shared with the testbed).
 
 Every number the twin uses comes from ``configs/`` (hardware, model); results
 it produces are simulated and say so (``describe()["simulated"]``).
