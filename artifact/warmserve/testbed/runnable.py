@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import os
 import signal
 import tempfile
@@ -32,9 +31,9 @@ from warmserve.control.controller import Controller
 from warmserve.control.features import BackendFeatures
 from warmserve.control.seam import ModelSpec
 from warmserve.errors import InputError
-from warmserve.metrics.schema import REQUEST_COLUMNS, TIMELINE_COLUMNS, UTILIZATION_COLUMNS, conform
+from warmserve.metrics.schema import REQUEST_COLUMNS, UTILIZATION_COLUMNS, conform
 from warmserve.run.protocol import ReplayInfo
-from warmserve.testbed.backend import TestbedBackend, TestbedSettings
+from warmserve.testbed.backend import TestbedBackend
 from warmserve.testbed.clock import WallClock
 from warmserve.testbed.fake_gpu import FakeGpuNode, FakeNvml
 from warmserve.testbed.frontdoor import FrontDoor
@@ -47,6 +46,7 @@ from warmserve.testbed.hostpin import host_cpus, pin_host, warm_page_cache
 from warmserve.testbed.launcher import fake_gpu_path
 from warmserve.testbed.mechanisms import EngineConfig, EngineFactory
 from warmserve.testbed.replay import ClientRecord, replay_open_loop, request_log
+from warmserve.testbed.settings import TestbedSettings
 from warmserve.testbed.utilization import NvmlSampler, ProcessSampler, load_nvml
 
 
@@ -145,7 +145,7 @@ class RunnableTestbed(TestbedBackend):
     def _make_sampler(self) -> ProcessSampler | NvmlSampler:
         """CPU: process trees (psutil). GPU: NVML, indexed by each slot's GPU id (fake GPUs: their registry)."""
         if self.settings.device != "cuda":
-            return ProcessSampler(self.engine_pids, {g: len(c.split(",")) for g, c in
+            return ProcessSampler(self.fleet.engine_pids, {g: len(c.split(",")) for g, c in
                                                      enumerate(self.settings.slot_cores)},
                                   self.clock.now, self.util_interval_s)
         gpn = self.state.gpus_per_node
@@ -156,7 +156,7 @@ class RunnableTestbed(TestbedBackend):
         else:
             nvmls = [load_nvml()] * self.state.nodes
         devices = {g: (nvmls[g // gpn], int(c)) for g, c in enumerate(self.settings.slot_cores)}
-        return NvmlSampler(self.engine_gpus, devices, self.clock.now, self.util_interval_s)
+        return NvmlSampler(self.fleet.engine_gpus, devices, self.clock.now, self.util_interval_s)
 
     # ---- the runnable protocol -----------------------------------------
     def replay(self, workload: pd.DataFrame, controller: Controller, until_s: float, *,
@@ -246,16 +246,7 @@ class RunnableTestbed(TestbedBackend):
         return self._requests[keep].copy() if len(self._requests) else pd.DataFrame(columns=keep)
 
     def timeline(self) -> pd.DataFrame:
-        rows = []
-        for e in self.timeline_rows:
-            rows.append({"t_s": e["t_s"], "kind": e["kind"], "model": e["model"] or "",
-                         "instance_id": -1 if e["instance_id"] is None else e["instance_id"],
-                         "gpus": e["gpus"] or "", "bytes": int(e["bytes"] or 0), "blocks": 0,
-                         "start_kind": e["start_kind"] or "",
-                         "detail": "; ".join(str(x) for x in (e["mechanism"], e["detail"]) if x),
-                         "mean": math.nan, "peak": math.nan})
-        df = pd.DataFrame(rows, columns=list(TIMELINE_COLUMNS))
-        return conform(df, TIMELINE_COLUMNS, "testbed timeline")
+        return self.events.frame()
 
     def utilization(self, interval_s: float) -> pd.DataFrame:
         """Per slot per sample: measured CPU busy fraction; bytes from the backend's accounting at
