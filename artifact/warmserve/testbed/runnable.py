@@ -59,14 +59,15 @@ class RunnableTestbed(TestbedBackend):
     """The testbed as the runner sees it. Keyword arguments come from ``configs/backend/testbed*.yaml``."""
 
     def __init__(self, *, models: dict[str, ModelSpec], cluster: Any, hardware: Any,
-                 features: BackendFeatures | None = None, seed: int = 0, device: str = "cpu",
-                 host: str = "127.0.0.1", engine: dict, slots: dict, prewarm: dict, ports: dict,
-                 checkpoint_dir: str = ".cache/models", log_dir: str = "outputs/testbed-logs",
-                 frontdoor_port: int = 0, request_timeout_s: float = 600.0, max_retries: int = 1,
-                 prompt_vocab: int = 4096, utilization_interval_s: float = 1.0,
+                 features: BackendFeatures | None = None, seed: int = 0, device: str,
+                 host: str, engine: dict, slots: dict, prewarm: dict, ports: dict,
+                 checkpoint_dir: str, log_dir: str,
+                 frontdoor_port: int, request_timeout_s: float, max_retries: int,
+                 prompt_vocab: int, utilization_interval_s: float,
                  setup_ready: bool = False, label: str = "", gpu: dict | None = None,
-                 fake_gpu: bool = False, host_cores: str | None = None, warm_page_cache: bool = False,
+                 fake_gpu: bool = False, host_cores: str | None, warm_page_cache: bool,
                  **_: Any) -> None:
+        # every key of configs/backend/testbed.yaml is required here: the YAML is its one home
         self.features = features or BackendFeatures()
         nodes, gpn = int(cluster["nodes"]), int(cluster["gpus_per_node"])
         cores = [str(c) for c in slots["cores"]]
