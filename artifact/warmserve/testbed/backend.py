@@ -305,7 +305,7 @@ class TestbedBackend(Backend):
             return
         inst.phase = InstancePhase.STOPPING
         self.events.record("instance_stopping", model=inst.model, instance_id=instance_id, gpus=inst.gpus)
-        self.tasks.spawn(self._drain_and_stop(instance_id, keep_weights or self.settings.keep_weights_on_stop))
+        self.tasks.spawn(self._drain_and_stop(instance_id, keep_weights))  # the policy decides keep_weights
 
     async def _drain_and_stop(self, iid: int, keep_weights: bool) -> None:
         inst = self.state.instances[iid]

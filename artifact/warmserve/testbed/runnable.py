@@ -59,14 +59,15 @@ class RunnableTestbed(TestbedBackend):
     """The testbed as the runner sees it. Keyword arguments come from ``configs/backend/testbed*.yaml``."""
 
     def __init__(self, *, models: dict[str, ModelSpec], cluster: Any, hardware: Any,
-                 features: BackendFeatures | None = None, seed: int = 0, device: str = "cpu",
-                 host: str = "127.0.0.1", engine: dict, slots: dict, prewarm: dict, ports: dict,
-                 checkpoint_dir: str = ".cache/models", log_dir: str = "outputs/testbed-logs",
-                 frontdoor_port: int = 0, request_timeout_s: float = 600.0, max_retries: int = 1,
-                 prompt_vocab: int = 4096, utilization_interval_s: float = 1.0,
+                 features: BackendFeatures | None = None, seed: int = 0, device: str,
+                 host: str, engine: dict, slots: dict, prewarm: dict, ports: dict,
+                 checkpoint_dir: str, log_dir: str,
+                 frontdoor_port: int, request_timeout_s: float, max_retries: int,
+                 prompt_vocab: int, utilization_interval_s: float,
                  setup_ready: bool = False, label: str = "", gpu: dict | None = None,
-                 fake_gpu: bool = False, host_cores: str | None = None, warm_page_cache: bool = False,
+                 fake_gpu: bool = False, host_cores: str | None, warm_page_cache: bool,
                  **_: Any) -> None:
+        # every key of configs/backend/testbed.yaml is required here: the YAML is its one home
         self.features = features or BackendFeatures()
         nodes, gpn = int(cluster["nodes"]), int(cluster["gpus_per_node"])
         cores = [str(c) for c in slots["cores"]]
@@ -106,12 +107,11 @@ class RunnableTestbed(TestbedBackend):
             capacity_bytes=int(int(hardware["gpu_mem_bytes"]) * mem_util),
             max_engines=int(slots["max_engines"]),
             prespawned_pool=int(prewarm["prespawned_pool"]) if self.features.worker_pool else 0,
-            sleep_level=int(prewarm.get("sleep_level", 1)),
+            sleep_level=int(prewarm["sleep_level"]),
             kv_block_tokens=int(hw_engine["kv_block_tokens"]),
             kv_cache_bytes=int(kv) if (kv := engine_cfg.flag("--kv-cache-memory-bytes")) else None,
-            port_first=int(ports["first"]), port_count=int(ports["count"]),
+            port_first=int(ports["first"]), port_count=int(ports["count"]), max_port_retries=int(ports["retries"]),
             adopt_replicas=self.features.memory_switching,
-            keep_weights_on_stop=self.features.keep_weights_on_stop,
             gpu=gpu_settings, fake_gpu_dir=fake_dir,
         )
         # one folder of engine logs per run, so logs of different runs never mix

@@ -1,4 +1,4 @@
-"""``TestbedSettings``: the resolved backend config every testbed piece reads.
+"""``TestbedSettings``: the resolved backend config every testbed piece reads (no defaults: the YAML is the one home).
 
 Its own module so the pieces composed into ``TestbedBackend`` (launcher, GPU lifecycle) can take
 the settings without importing the backend (no import cycle).
@@ -21,13 +21,12 @@ class TestbedSettings:
     capacity_bytes: int  # per slot, what policies plan against
     max_engines: int  # hard cap on live engine processes (memory guard)
     prespawned_pool: int  # pre-spawned processes kept ready ("worker" starts)
-    sleep_level: int = 1  # GPU sleep mode level used by evict
-    adopt_replicas: bool = True  # features.memory_switching: a start may adopt a standby/sleeping engine
-    keep_weights_on_stop: bool = False  # features.keep_weights_on_stop
-    kv_block_tokens: int = 16
-    kv_cache_bytes: int | None = None  # the engines' fixed KV cache (--kv-cache-memory-bytes), if given
-    gpu: GpuEngineSettings | None = None  # device: cuda: how engines are sized (None on the CPU)
-    fake_gpu_dir: Path | None = None  # stub engines on fake GPUs: one registry per node here
-    port_first: int = 18100
-    port_count: int = 400
-    max_port_retries: int = 3
+    sleep_level: int  # GPU sleep mode level used by evict (prewarm.sleep_level)
+    adopt_replicas: bool  # features.memory_switching: a start may adopt a standby/sleeping engine
+    kv_block_tokens: int  # the hardware profile's engine.kv_block_tokens
+    kv_cache_bytes: int | None  # the engines' fixed KV cache (--kv-cache-memory-bytes); None = sized by share
+    gpu: GpuEngineSettings | None  # device: cuda: how engines are sized (None on the CPU)
+    fake_gpu_dir: Path | None  # stub engines on fake GPUs: one registry per node here (None = real GPUs/CPU)
+    port_first: int  # ports.first
+    port_count: int  # ports.count
+    max_port_retries: int  # ports.retries
