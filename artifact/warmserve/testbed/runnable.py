@@ -31,6 +31,7 @@ from warmserve.control.controller import Controller
 from warmserve.control.features import BackendFeatures
 from warmserve.control.seam import ModelSpec
 from warmserve.errors import InputError
+from warmserve.hardware import load_profile
 from warmserve.metrics.schema import REQUEST_COLUMNS, UTILIZATION_COLUMNS, conform
 from warmserve.run.protocol import ReplayInfo
 from warmserve.testbed.backend import TestbedBackend
@@ -38,6 +39,7 @@ from warmserve.testbed.clock import WallClock
 from warmserve.testbed.fake_gpu import FakeGpuNode, FakeNvml
 from warmserve.testbed.frontdoor import FrontDoor
 from warmserve.testbed.gpu_engine import (
+    PROFILE_FLAGS,
     GpuEngineSettings,
     check_no_second_copy,
     profile_engine_args,
@@ -81,9 +83,9 @@ class RunnableTestbed(TestbedBackend):
             if engine.get("needs_checkpoint", True) and not (ckpt / spec.base / "config.json").is_file():
                 raise InputError(f"backend.checkpoint_dir: no checkpoint {ckpt / spec.base} (make it with "
                                  f"python -m warmserve.testbed.tiny_models --out {checkpoint_dir} --sizes {spec.base})")
-        mem_util = float(hardware.get("gpu_mem_utilization", 1.0))
+        hw = load_profile(hardware)  # the one typed profile the twin and the policies also read
         engine_cfg = EngineConfig.from_cfg(dict(engine))
-        hw_engine = dict(hardware["engine"])
+        hw_engine = {key: getattr(hw.engine, key) for key in PROFILE_FLAGS}
         check_no_second_copy(engine_cfg.args, device, hw_engine)
         gpu_settings = None
         if device == "cuda":
@@ -91,9 +93,9 @@ class RunnableTestbed(TestbedBackend):
                 raise InputError("backend.gpu: device cuda needs context_bytes and activation_bytes "
                                  "(configs/backend/testbed-gpu.yaml)")
             gpu_settings = GpuEngineSettings(
-                device_bytes=int(hardware["gpu_mem_bytes"]), context_bytes=int(gpu["context_bytes"]),
+                device_bytes=hw.gpu_mem_bytes, context_bytes=int(gpu["context_bytes"]),
                 activation_bytes=int(gpu["activation_bytes"]), profile_args=tuple(profile_engine_args(hw_engine)),
-                kv_block_tokens=int(hw_engine["kv_block_tokens"]), max_model_len=int(hw_engine["max_model_len"]))
+                kv_block_tokens=hw.engine.kv_block_tokens, max_model_len=hw.engine.max_model_len)
         fake_dir = None
         if fake_gpu:
             if gpu_settings is None:
@@ -104,11 +106,11 @@ class RunnableTestbed(TestbedBackend):
                                  gpu_settings.device_bytes, gpu_settings.context_bytes, gpu_settings.activation_bytes)
         settings = TestbedSettings(
             device=device, slot_cores=cores,
-            capacity_bytes=int(int(hardware["gpu_mem_bytes"]) * mem_util),
+            capacity_bytes=hw.pool_bytes,
             max_engines=int(slots["max_engines"]),
             prespawned_pool=int(prewarm["prespawned_pool"]) if self.features.worker_pool else 0,
             sleep_level=int(prewarm["sleep_level"]),
-            kv_block_tokens=int(hw_engine["kv_block_tokens"]),
+            kv_block_tokens=hw.engine.kv_block_tokens,
             kv_cache_bytes=int(kv) if (kv := engine_cfg.flag("--kv-cache-memory-bytes")) else None,
             port_first=int(ports["first"]), port_count=int(ports["count"]), max_port_retries=int(ports["retries"]),
             adopt_replicas=self.features.memory_switching,
@@ -120,7 +122,7 @@ class RunnableTestbed(TestbedBackend):
         super().__init__(settings, factory, models, nodes, gpn, WallClock())
         self.host = host
         self.seed = seed
-        self.hardware_name = str(hardware.get("name", "?"))
+        self.hardware_name = hw.name
         self.frontdoor_port = frontdoor_port
         self.request_timeout_s = request_timeout_s
         self.max_retries = max_retries
