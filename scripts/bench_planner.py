@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from warmserve.config import load_yaml
+from warmserve.control.features import BackendFeatures
 from warmserve.control.load import LoadTracker
 from warmserve.control.policy import PolicyContext, PolicyInputs
 from warmserve.control.seam import (
@@ -38,7 +39,9 @@ from warmserve.control.seam import (
 )
 from warmserve.control.warmserve import WarmServePolicy
 from warmserve.forecast import HoltWintersForecaster, PaperForecaster, SarimaxForecaster
+from warmserve.hardware import load_profile
 
+WS = load_yaml("system", "warmserve")  # the configured WarmServe system (policy keys, features)
 BASES = {  # weight bytes and KV bytes per token from configs/model (Llama-2 fp16)
     "llama2-7b": 1,
     "llama2-13b": 2,
@@ -105,8 +108,11 @@ def bench_tick(n_models: int, nodes: int, gpn: int, repeat: int, seed: int) -> N
         rng = np.random.default_rng(seed + r)
         models = specs(n_models, rng)
         st = synthetic_state(models, nodes, gpn, hw, rng)
-        inputs = PolicyInputs(models=models, nodes=nodes, gpus_per_node=gpn, hardware=hw, priors=priors(models, rng))
-        policy = WarmServePolicy(inputs, forecaster=PaperForecaster())
+        inputs = PolicyInputs(models=models, nodes=nodes, gpus_per_node=gpn, hardware=load_profile(hw),
+                              features=BackendFeatures.from_config(WS.features), window_s=300.0, seed=seed,
+                              priors=priors(models, rng))
+        knobs = {k: v for k, v in WS.policy.items() if k not in ("_target_", "forecaster")}
+        policy = WarmServePolicy(inputs, forecaster=PaperForecaster(), **knobs)
         ctx = PolicyContext(state=st, load=LoadTracker(list(models)), pending={m: deque() for m in models}, now=1.0)
         t0 = time.perf_counter()
         cmds = policy.on_tick(ctx)  # forecast already fitted; autoscale + KV + full placement
@@ -132,7 +138,8 @@ def bench_fit(seed: int) -> None:
             v = 20 + 10 * np.sin(2 * np.pi * w / 288) + rng.normal(0, 2)
             rows.append({"model": m, "window": w, "day": w // 288, "window_of_day": w % 288, "mean": v,
                          "peak": 1.6 * v, "replayed": replay_day * 288 <= w < replay_day * 288 + 12})
-    inputs = PolicyInputs(models=models, nodes=1, gpus_per_node=8, hardware=None, priors=priors(models, rng),
+    inputs = PolicyInputs(models=models, nodes=1, gpus_per_node=8, hardware=None, features=BackendFeatures(),
+                          window_s=300.0, seed=seed, priors=priors(models, rng),
                           week_load=pd.DataFrame(rows))
     print("forecaster fit cost (4 models x mean/peak, 3-6 days of 300 s windows, synthetic week):")
     for f in (PaperForecaster(), HoltWintersForecaster(), SarimaxForecaster()):

@@ -42,6 +42,7 @@ from warmserve.control.controller import Controller
 from warmserve.control.features import BackendFeatures
 from warmserve.control.policy import PolicyInputs
 from warmserve.control.static import StaticPolicy
+from warmserve.hardware import load_profile
 from warmserve.metrics.schema import constant_categorical
 from warmserve.metrics.summary import summarize
 from warmserve.metrics.writers import write_run
@@ -88,8 +89,11 @@ def run_case(specs: dict, nodes: int, gpn: int, rate: float, duration: float, *,
     t_wl = _since(t0)[0]
     backend = SimBackend(models=specs, cluster={"nodes": nodes, "gpus_per_node": gpn}, hardware=hw,
                          features=BackendFeatures())
-    inputs = PolicyInputs(models=specs, nodes=nodes, gpus_per_node=gpn, hardware=hw)
-    policy = StaticPolicy(inputs, instances=counts)
+    static = load_yaml("system", "static")  # the configured static system (its policy keys and features)
+    inputs = PolicyInputs(models=specs, nodes=nodes, gpus_per_node=gpn, hardware=load_profile(hw),
+                          features=BackendFeatures.from_config(static.features), window_s=300.0, seed=seed)
+    knobs = {k: v for k, v in static.policy.items() if k not in ("_target_", "instances")}
+    policy = StaticPolicy(inputs, instances=counts, **knobs)
     ctl = Controller(backend, policy, list(specs))
     gc.collect()
     t1 = _clock()

@@ -20,14 +20,7 @@ from warmserve.config import REPO_ROOT
 PACKAGE = REPO_ROOT / "artifact" / "warmserve"
 
 # Cycles still in the code, each with why it is left (a cycle found must lie inside one of these).
-KNOWN_CYCLES: dict[frozenset[str], str] = {
-    frozenset({"warmserve.testbed.backend", "warmserve.testbed.launcher", "warmserve.testbed.gpu_lifecycle"}):
-        "launcher and gpu_lifecycle are mixins of TestbedBackend typed against it (TYPE_CHECKING); to remove "
-        "with the testbed's next change",
-    frozenset({"warmserve.analysis.headline", "warmserve.analysis.headline_why"}):
-        "headline_why imports headline's helpers inside functions and headline imports headline_why inside "
-        "one; to remove by moving the shared helpers into a module both import",
-}
+KNOWN_CYCLES: dict[frozenset[str], str] = {}
 
 # Layers below others: the control layer (seam, controller, policies) must not import what uses it, nor
 # must the cluster book (warmserve.cluster), which both backends build on.

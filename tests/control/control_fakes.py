@@ -12,10 +12,15 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Callable
+from typing import Any
 
 import pandas as pd
+from omegaconf import OmegaConf
 
+from warmserve.config import load_yaml
 from warmserve.control.controller import Controller
+from warmserve.control.features import BackendFeatures
+from warmserve.control.policy import PolicyInputs
 from warmserve.control.seam import (
     Backend,
     CapacityError,
@@ -30,6 +35,7 @@ from warmserve.control.seam import (
     RequestStatus,
     StartKind,
 )
+from warmserve.hardware import load_profile
 
 GIB = 2**30
 
@@ -66,14 +72,12 @@ class FakeBackend(Backend):
         hit_s: float = 1.0,
         prewarm_s: float = 2.0,
         service_s: float = 3.0,
-        keep_weights_on_stop: bool = False,
     ) -> None:
         self.clock = FakeClock()
         gpus = [GpuState(gpu=g, node=g // gpus_per_node, capacity_bytes=capacity_bytes) for g in range(nodes * gpus_per_node)]
         self.state = ClusterState(nodes=nodes, gpus_per_node=gpus_per_node, gpus=gpus, models=dict(models))
         self.block_tokens = block_tokens
         self.start_s, self.hit_s, self.prewarm_s, self.service_s = start_s, hit_s, prewarm_s, service_s
-        self.keep_weights = keep_weights_on_stop
         self.sink: Controller | None = None
         self._ids = itertools.count()
         self._kv_bytes: dict[int, int] = {}  # per-GPU bytes of an instance's KV
@@ -164,7 +168,7 @@ class FakeBackend(Backend):
         if inst.phase not in (InstancePhase.READY, InstancePhase.STARTING):
             raise CapacityError(f"stop of instance {instance_id} in phase {inst.phase}")
         inst.phase = InstancePhase.STOPPING
-        self._keep[instance_id] = keep_weights or self.keep_weights
+        self._keep[instance_id] = keep_weights  # as the backends: only the verb's argument counts
         if inst.inflight == 0:
             self._stopped(instance_id)
 
@@ -256,3 +260,25 @@ class FakeBackend(Backend):
             self.clock.call_later(req.arrival_s - self.clock.now(), lambda req=req: controller.on_arrival(req))
         self.clock.run_until(until_s)
         controller.stop()
+
+
+# ---------------------------------------------------------------- systems as configured
+def policy_kwargs(system: str, **over: Any) -> dict[str, Any]:
+    """``configs/system/<system>.yaml``'s policy keys (no ``_target_`` / forecaster), updated by ``over``:
+    tests build policies with the configured values, never with a second copy of them."""
+    cfg = OmegaConf.to_container(load_yaml("system", system).policy, resolve=True)
+    assert isinstance(cfg, dict)
+    cfg.pop("_target_")
+    cfg.pop("forecaster", None)
+    cfg.update(over)
+    return cfg
+
+
+def policy_inputs(models: dict[str, ModelSpec], nodes: int, gpus_per_node: int, *, system: str = "warmserve",
+                  hardware: str | None = "a100-80gb", window_s: float = 300.0, seed: int = 42,
+                  **data: Any) -> PolicyInputs:
+    """``PolicyInputs`` for a test: the typed ``hardware`` profile and ``system``'s configured features."""
+    return PolicyInputs(models=models, nodes=nodes, gpus_per_node=gpus_per_node,
+                        hardware=None if hardware is None else load_profile(load_yaml("hardware", hardware)),
+                        features=BackendFeatures.from_config(load_yaml("system", system).features),
+                        window_s=window_s, seed=seed, **data)

@@ -5,7 +5,7 @@ import pytest
 from warmserve.control.autoscaler import ScalingParams, scale_decision
 from warmserve.control.seam import InstancePhase, InstanceState, StartKind
 
-P = ScalingParams()
+P = ScalingParams(capacity=32, scale_out=0.8, scale_in=0.5, protect_s=5.0, window_s=5.0)  # the published values
 
 
 def inst(iid, created=0.0, inflight=0, phase=InstancePhase.READY):
@@ -46,4 +46,4 @@ def test_scale_in_boundary_and_protection():
 
 def test_impossible_parameters_rejected():
     with pytest.raises(ValueError):
-        ScalingParams(scale_in=0.9, scale_out=0.8)
+        ScalingParams(capacity=32, scale_in=0.9, scale_out=0.8, protect_s=5.0, window_s=5.0)

@@ -4,11 +4,17 @@ from control_fakes import GIB, FakeBackend
 
 from warmserve.config import model_specs
 from warmserve.control.kv_reservation import kv_commands, lend_target
-from warmserve.control.launch import choose_gpus
+from warmserve.control.launch import choose_gpus as _choose
+from warmserve.control.launch import fewest_replicas, first_fit
 from warmserve.control.seam import Evict, InstancePhase, InstanceState, LendKv, StartKind
 
 SPECS = model_specs("paper4")
 A, B, C, D = list(SPECS)  # 7b-0, 7b-1, 13b-0 (tp2), 70b-0 (tp4)
+
+
+def choose_gpus(state, model, claimed, rule=fewest_replicas, use_replicas=True, score_of=None):
+    """The launch choice as WarmServe configures it (fewest_replicas, replicas first) unless told otherwise."""
+    return _choose(state, model, claimed, rule, use_replicas, score_of)
 
 
 def backend():
@@ -29,7 +35,7 @@ def test_fewest_replicas_rule_and_first_fit():
     b.prewarm(D, (4, 5, 6, 7))
     # node 0 has two idle replica-free GPUs (2, 3); node 1 all four hold the 70B replica
     assert choose_gpus(b.state, C, set()) == (2, 3)
-    assert choose_gpus(b.state, C, set(), rule="first_fit") == (0, 1)
+    assert choose_gpus(b.state, C, set(), rule=first_fit) == (0, 1)
     # TP4: node 0 evicts two replicas (A, B), node 1 evicts one (D) -> node 1, unless D's replica is worth more
     assert choose_gpus(b.state, D, set(), use_replicas=False) == (4, 5, 6, 7)
     score = {A: 0.1, B: 0.1, D: 5.0}

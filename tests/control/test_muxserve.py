@@ -13,10 +13,12 @@ from omegaconf import OmegaConf
 
 from warmserve.config import load_yaml, model_specs
 from warmserve.control import mux_placement as mp
+from warmserve.control.features import BackendFeatures
 from warmserve.control.mps import ShareModel
 from warmserve.control.muxserve import MuxServePolicy
 from warmserve.control.policy import PolicyInputs
 from warmserve.errors import InputError
+from warmserve.hardware import load_profile
 
 GIB = 2**30
 HW = load_yaml("hardware", "a100-80gb")
@@ -35,7 +37,8 @@ def policy(mix: str, nodes: int, gpn: int, demand: list[float], hw=HW, **over) -
     specs = model_specs(mix)
     pri = pd.DataFrame([{"model": m, "window": 0, "prior_mean": v, "prior_peak": 2 * v}
                         for m, v in zip(specs, demand, strict=True)])
-    return MuxServePolicy(PolicyInputs(models=specs, nodes=nodes, gpus_per_node=gpn, hardware=hw, priors=pri),
+    return MuxServePolicy(PolicyInputs(models=specs, nodes=nodes, gpus_per_node=gpn, hardware=load_profile(hw),
+                                       features=BackendFeatures(), window_s=300.0, seed=42, priors=pri),
                           **sys_cfg(**over))
 
 

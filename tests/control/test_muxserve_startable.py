@@ -19,9 +19,11 @@ from omegaconf import OmegaConf
 
 from warmserve.config import load_yaml, model_specs
 from warmserve.control.controller import Controller
+from warmserve.control.features import BackendFeatures
 from warmserve.control.muxserve import MuxServePolicy
 from warmserve.control.policy import PolicyInputs
 from warmserve.errors import InputError
+from warmserve.hardware import load_profile
 from warmserve.sim.backend import SimBackend
 
 GIB = 2**30
@@ -63,7 +65,8 @@ def test_every_muxserve_placement_starts_on_the_twin(mix, shape, gpu_gib, seed) 
                          "prior_peak": float(rng.gamma(1.0, 40.0))} for m in specs for w in range(3)])
     nodes, gpn = shape
     try:
-        policy = MuxServePolicy(PolicyInputs(models=specs, nodes=nodes, gpus_per_node=gpn, hardware=hw, priors=pri),
+        policy = MuxServePolicy(PolicyInputs(models=specs, nodes=nodes, gpus_per_node=gpn, hardware=load_profile(hw),
+                                       features=BackendFeatures(), window_s=300.0, seed=42, priors=pri),
                                 **_policy_cfg())
     except InputError:
         return  # the models do not fit at all: refused up front, which is allowed

@@ -6,20 +6,23 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from control_fakes import FakeBackend
+from control_fakes import FakeBackend, policy_inputs, policy_kwargs
 
 from warmserve.config import load_yaml, model_specs
 from warmserve.control.controller import Controller
-from warmserve.control.policy import PolicyInputs
+from warmserve.control.placement import PLACEMENTS, PlacementOptions, PlacementView, Replica
 from warmserve.control.seam import Prewarm
 from warmserve.control.serverlessllm import ServerlessLLMPolicy
 from warmserve.control.warmserve import WarmServePolicy
 from warmserve.errors import InputError
 from warmserve.forecast import PaperForecaster
+from warmserve.validation.targets import check_target
 
 SPECS = model_specs("small2")
 M7, M13 = list(SPECS)
 HW = load_yaml("hardware", "a100-80gb")
+WS = policy_kwargs("warmserve")
+SLLM = policy_kwargs("serverlessllm")
 
 
 def priors(mean=40.0, peak=90.0, n=12):
@@ -34,9 +37,9 @@ def workload(n=200, horizon=700.0, seed=0):
 
 
 def test_warmserve_prewarms_forecast_demand_and_observes_windows():
-    inputs = PolicyInputs(models=SPECS, nodes=1, gpus_per_node=8, hardware=HW, priors=priors(), window_s=300.0)
-    policy = WarmServePolicy(inputs, forecaster=PaperForecaster())
-    b = FakeBackend(SPECS, 1, 8, keep_weights_on_stop=True)
+    inputs = policy_inputs(SPECS, 1, 8, priors=priors(), window_s=300.0)
+    policy = WarmServePolicy(inputs, forecaster=PaperForecaster(), **WS)
+    b = FakeBackend(SPECS, 1, 8)
     ctl = Controller(b, policy, list(SPECS))
     wl = workload()
     b.replay(wl, ctl, 900.0)
@@ -53,9 +56,9 @@ def test_warmserve_prewarms_forecast_demand_and_observes_windows():
 
 
 def test_replanning_rule_skips_unchanged_ticks():
-    inputs = PolicyInputs(models=SPECS, nodes=1, gpus_per_node=8, hardware=HW, priors=priors())
-    policy = WarmServePolicy(inputs, forecaster=PaperForecaster())
-    b = FakeBackend(SPECS, 1, 8, keep_weights_on_stop=True)
+    inputs = policy_inputs(SPECS, 1, 8, priors=priors())
+    policy = WarmServePolicy(inputs, forecaster=PaperForecaster(), **WS)
+    b = FakeBackend(SPECS, 1, 8)
     ctl = Controller(b, policy, list(SPECS))
     b.sink = ctl
     b._where, b._keep = {}, {}
@@ -71,19 +74,21 @@ def test_replanning_rule_skips_unchanged_ticks():
 
 
 def test_warmserve_bad_config_is_an_input_error():
-    inputs = PolicyInputs(models=SPECS, nodes=1, gpus_per_node=8, hardware=HW, priors=priors())
-    with pytest.raises(InputError, match="placement"):
-        WarmServePolicy(inputs, forecaster=PaperForecaster(), placement="random")
+    inputs = policy_inputs(SPECS, 1, 8, priors=priors())
+    with pytest.raises(InputError, match=r"system.policy.placement: unknown 'random'; choose one of \['evict_aware'"):
+        WarmServePolicy(inputs, forecaster=PaperForecaster(), **{**WS, "placement": "random"})
+    with pytest.raises(InputError, match=r"system.policy.launch_rule: unknown 'best'; choose one of .*'first_fit'"):
+        WarmServePolicy(inputs, forecaster=PaperForecaster(), **{**WS, "launch_rule": "best"})
     with pytest.raises(InputError, match="needs a forecaster"):
-        WarmServePolicy(inputs, forecaster=None)
+        WarmServePolicy(inputs, forecaster=None, **WS)
     with pytest.raises(InputError, match="no priors for model"):
-        WarmServePolicy(PolicyInputs(models=SPECS, nodes=1, gpus_per_node=8, hardware=HW,
-                                     priors=priors().query(f"model == '{M7}'")), forecaster=PaperForecaster())
+        WarmServePolicy(policy_inputs(SPECS, 1, 8, priors=priors().query(f"model == '{M7}'")),
+                        forecaster=PaperForecaster(), **WS)
 
 
 def test_serverlessllm_prefers_nodes_whose_dram_holds_the_checkpoint():
-    inputs = PolicyInputs(models=SPECS, nodes=2, gpus_per_node=4, hardware=HW)
-    p = ServerlessLLMPolicy(inputs)
+    inputs = policy_inputs(SPECS, 2, 4, system="serverlessllm")
+    p = ServerlessLLMPolicy(inputs, **SLLM)
     b = FakeBackend(SPECS, 2, 4)
     ctl = Controller(b, p, list(SPECS))
     ctx = ctl.ctx
@@ -95,8 +100,50 @@ def test_serverlessllm_prefers_nodes_whose_dram_holds_the_checkpoint():
     b.start_instance(M7, (3,))
     assert p.launch_for(M7, ctx).gpus == (4,)  # node 0 full: node 1 from disk
     b2 = FakeBackend(SPECS, 2, 4)
-    p2 = ServerlessLLMPolicy(PolicyInputs(models=SPECS, nodes=2, gpus_per_node=4, hardware=HW))
+    p2 = ServerlessLLMPolicy(policy_inputs(SPECS, 2, 4, system="serverlessllm"), **SLLM)
     p2._remember(1, "llama2-7b", SPECS[M7].weight_bytes)
     assert p2.launch_for(M7, Controller(b2, p2, list(SPECS)).ctx).gpus == (4,)  # DRAM hit beats node order
     est_dram = p2.load_estimate(Controller(b2, p2, list(SPECS)).ctx, 1, M7)
     assert est_dram == pytest.approx(SPECS[M7].weight_bytes / (float(HW.pcie_h2d_GBps) * 1e9))
+
+
+def test_a_registered_placement_runs_through_warmserve_without_touching_it():
+    """Adding a placement = registering it: WarmServePolicy and the config checks pick it up by name."""
+    returned: list[tuple[str, tuple[int, ...]]] = []
+
+    def highest_gpus(view: PlacementView, demand, options: PlacementOptions):
+        out = []
+        for d in demand:
+            have = sum(1 for r in view.replicas if r.model == d.model)
+            for _ in range(d.demand.total - have):
+                ok = [g for g in reversed(range(len(view.free)))
+                      if view.free[g] >= d.bytes_per_gpu and g not in view.present.get(d.model, set())]
+                if len(ok) < d.tp:
+                    break
+                gpus = tuple(sorted(ok[:d.tp]))
+                view.place(Replica(d.model, gpus, 0.0), d.bytes_per_gpu)
+                out.append((d.model, gpus))
+        returned.extend(out)
+        return out
+
+    PLACEMENTS.register("toy_highest_gpus")(highest_gpus)
+    try:
+        check_target({"_target_": "warmserve.control.warmserve.WarmServePolicy", **WS, "forecaster": None,
+                      "placement": "toy_highest_gpus"}, "system.policy")  # validation accepts the new name
+        policy = WarmServePolicy(policy_inputs(SPECS, 1, 8, priors=priors()), forecaster=PaperForecaster(),
+                                 **{**WS, "placement": "toy_highest_gpus"})
+        b = FakeBackend(SPECS, 1, 8)
+        ctl = Controller(b, policy, list(SPECS))
+        b.sink = ctl
+        b._where, b._keep = {}, {}
+        ctl.start()
+        prewarmed = [(e[2], e[3]) for e in b.log if e[0] == "prewarm"]
+        assert returned and prewarmed == returned  # exactly the toy's choices were issued
+        # ... on the highest GPUs (evict_aware would start from GPU 0): ceil(90 / 32) = 3 replicas of the 7B
+        assert {gpus for m, gpus in prewarmed if m == M7} == {(7,), (6,), (5,)}
+    finally:
+        PLACEMENTS.unregister("toy_highest_gpus")
+    with pytest.raises(InputError, match=r"system.policy.placement: unknown 'toy_highest_gpus'; choose one of "
+                                         r"\['evict_aware', 'round_robin'\]"):
+        check_target({"_target_": "warmserve.control.warmserve.WarmServePolicy", **WS, "forecaster": None,
+                      "placement": "toy_highest_gpus"}, "system.policy")

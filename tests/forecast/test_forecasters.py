@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from warmserve.config import model_specs
+from warmserve.control.features import BackendFeatures
 from warmserve.control.policy import PolicyInputs
 from warmserve.errors import InputError
 from warmserve.forecast import (
@@ -32,7 +33,9 @@ def priors(means, peaks, models=(M0, M1)):
 
 
 def inputs(**kw):
-    return PolicyInputs(models=SPECS, nodes=1, gpus_per_node=4, hardware=None, **kw)
+    kw.setdefault("window_s", 300.0)
+    return PolicyInputs(models=SPECS, nodes=1, gpus_per_node=4, hardware=None, features=BackendFeatures(), seed=42,
+                        **kw)
 
 
 def test_paper_hand_worked():

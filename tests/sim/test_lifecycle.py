@@ -175,10 +175,10 @@ def test_sleep_prewarm_past_the_host_memory_is_refused_untouched() -> None:
 
 
 def test_a_stop_that_keeps_weights_puts_the_engine_to_sleep() -> None:
-    feats = BackendFeatures(worker_pool=True, memory_switching=True, keep_weights_on_stop=True)
+    feats = BackendFeatures(worker_pool=True, memory_switching=True)
     spec = _specs(("a", "c"))["m7a"]
     b, _ = _run([(0, 0.0, "m7a", 16, 2)], features=feats, prewarm_mechanism="sleep")
-    b.stop_instance(0)
+    b.stop_instance(0, keep_weights=True)  # the policy decides (features.keep_weights_on_stop -> StopInstance)
     assert b.state.gpus[0].used_bytes == 0 and b.host.held == [spec.bytes_per_gpu]
     assert b.state.gpus[0].replicas["m7a"].ready
 

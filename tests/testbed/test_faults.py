@@ -54,7 +54,7 @@ def test_port_already_taken_is_skipped(tmp_path):
         blocker.close()
     log = backend.request_log()
     assert list(log.status) == ["ok"]
-    assert first in backend.ports.skipped and backend.counters["ports_skipped"] >= 1
+    assert first in backend.launcher.ports.skipped and backend.counters["ports_skipped"] >= 1
 
 
 def test_engine_that_never_becomes_healthy_times_out_and_is_reported(tmp_path):

@@ -112,3 +112,43 @@ def test_engine_process_tree_is_pinned_to_its_slot_cores(tmp_path):
         assert psutil.Process(eng.proc.pid).cpu_affinity() == [mine[0]]
     finally:
         eng.stop(1)
+
+
+def test_dispatch_resolves_the_front_doors_request_synchronously(tmp_path):
+    """The backend's ``dispatch`` (called inside the controller's decision) must hand the instance and
+    how it was classified to the front door before anything else runs: a start may finish meanwhile."""
+    from warmserve.control.seam import InstancePhase, InstanceState, Request, RequestStatus, StartKind
+    from warmserve.testbed.fleet import InstanceRuntime
+    from warmserve.testbed.frontdoor import FrontDoor
+    from warmserve.testbed.mechanisms import Mechanism
+    from warmserve.testbed.stubs import stub_backend
+
+    backend = stub_backend(tmp_path, prespawned_pool=0)
+    model = next(iter(backend.state.models))
+    backend.state.instances[7] = InstanceState(7, model, (0,), InstancePhase.STARTING, StartKind.COLD, 0.0)
+    backend.fleet.rt[7] = InstanceRuntime(engine=None, mechanism=Mechanism.PROCESS_START)
+    finished: list[tuple[int, int | None, RequestStatus]] = []
+
+    class RouteTo7:
+        def on_arrival(self, req: Request) -> None:
+            backend.dispatch(req.request_id, 7)
+
+        def on_finish(self, rid: int, model: str, iid: int | None, status: RequestStatus) -> None:
+            finished.append((rid, iid, status))
+
+    door = FrontDoor(backend, RouteTo7(), "127.0.0.1", 0, 5.0, 0)  # type: ignore[arg-type]
+    assert backend.dispatch_listener is door
+
+    async def go() -> None:
+        req = Request(request_id=3, arrival_s=0.0, model=model, input_tokens=4, output_tokens=2)
+        fut = door.submit(req)
+        assert fut.done() and fut.result() == 7  # resolved inside submit, no loop turn needed
+        assert door.dispatched_as.pop(3) == ("cold", "process_start")
+        assert backend.state.instances[7].inflight == 1
+        backend.state.instances[7].phase = InstancePhase.READY  # a later request to it is warm
+        door.submit(Request(request_id=4, arrival_s=0.0, model=model, input_tokens=4, output_tokens=2))
+        assert door.dispatched_as.pop(4) == ("warm", "routed")
+        door.finish(req, 7, RequestStatus.OK)
+
+    asyncio.run(go())
+    assert backend.state.instances[7].inflight == 1 and finished == [(3, 7, RequestStatus.OK)]

@@ -13,13 +13,20 @@ from __future__ import annotations
 
 import pandas as pd
 
+from warmserve.analysis.headline_data import (
+    PUBLISHED_REPLAY_S,
+    gpus_held,
+    keepalive_curve,
+    system_parameters,
+    tail_ratios,
+    tail_summary,
+)
 from warmserve.analysis.labels import SLEEP_SUFFIX, label
 
 PUBLISHED_NOTE = "the paper's abstract"
 
 
 def _keepalive_lines(main: pd.DataFrame) -> list[str]:
-    from warmserve.analysis.headline import keepalive_curve
 
     curve = keepalive_curve(main)
     if curve.empty or curve["keep_alive_s"].nunique() < 2:
@@ -45,7 +52,6 @@ def _keepalive_lines(main: pd.DataFrame) -> list[str]:
 
 
 def _sleep_lines(main: pd.DataFrame) -> list[str]:
-    from warmserve.analysis.headline import tail_ratios, tail_summary
 
     variants = sorted({s for s in main["system"].astype(str) if s.endswith(SLEEP_SUFFIX)}) if not main.empty else []
     out = []
@@ -100,7 +106,6 @@ def _params(p: dict[str, object]) -> str:
 
 
 def _baseline_lines(main: pd.DataFrame, probes: pd.DataFrame) -> list[str]:
-    from warmserve.analysis.headline import gpus_held, system_parameters
 
     runs = pd.concat([f for f in (main, probes) if not f.empty], ignore_index=True) if (
         not main.empty or not probes.empty) else main
@@ -145,7 +150,6 @@ def _lifecycle_lines(searches: pd.DataFrame) -> list[str]:
 def why_ours_differs(main: pd.DataFrame, searches: pd.DataFrame, probes: pd.DataFrame, tails: pd.DataFrame,
                      cap_ratios: pd.DataFrame, provenance_text: str) -> list[str]:
     """Bullets, most specific first; each numeric one from the runs."""
-    from warmserve.analysis.headline import PUBLISHED_REPLAY_S
 
     lines = _keepalive_lines(main) + _sleep_lines(main) + _lifecycle_lines(searches)
     lines += _setting_lines(main, tails, cap_ratios, searches)

@@ -24,11 +24,13 @@ from warmserve.control.seam import InstancePhase, InstanceState
 
 @dataclass(frozen=True, slots=True)
 class ScalingParams:
-    capacity: int = 32  # BATCH_SIZE (docs/reference.md §5.1)
-    scale_out: float = 0.8  # SCALE_UPPER_BOUND
-    scale_in: float = 0.5  # SCALE_LOWER_BOUND
-    protect_s: float = 5.0  # PROTECT_PERIOD
-    window_s: float = 5.0  # SCALE_WINDOW
+    """The autoscaler's knobs; values (and their sources) live in ``configs/system/*.yaml``."""
+
+    capacity: int  # BATCH_SIZE (docs/reference.md §5.1)
+    scale_out: float  # SCALE_UPPER_BOUND
+    scale_in: float  # SCALE_LOWER_BOUND
+    protect_s: float  # PROTECT_PERIOD
+    window_s: float  # SCALE_WINDOW
 
     def __post_init__(self) -> None:
         if self.capacity < 1 or not 0 < self.scale_in < self.scale_out <= 1 or self.protect_s < 0 or self.window_s <= 0:

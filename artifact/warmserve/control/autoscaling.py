@@ -15,13 +15,17 @@ system by itself it is
 Decisions per tick, in order: stop surplus instances, then start the
 missing ones model by model in config order; once a start finds no GPUs,
 no later model starts this tick (published). ``launch_for`` (a request is
-waiting and nothing of its model is starting) uses the same GPU choice.
+waiting and nothing of its model is starting) uses the same GPU choice: the
+launch rule named by ``launch_rule`` (``warmserve.control.launch.LAUNCH_RULES``).
+Stops keep the weights as a prewarmed replica when the system's
+``features.keep_weights_on_stop`` says so (``inputs.features``), the one place
+that decides it.
 """
 
 from __future__ import annotations
 
 from warmserve.control.autoscaler import ScalingParams, scale_decision
-from warmserve.control.launch import choose_gpus
+from warmserve.control.launch import LAUNCH_RULES, choose_gpus
 from warmserve.control.policy import PolicyContext, PolicyInputs, SystemPolicy
 from warmserve.control.seam import Command, GpuSet, StartInstance, StopInstance
 
@@ -32,15 +36,14 @@ class AutoscalingPolicy(SystemPolicy):
     def __init__(
         self,
         inputs: PolicyInputs,
-        capacity: int = 32,
-        scale_out: float = 0.8,
-        scale_in: float = 0.5,
-        protect_s: float = 5.0,
-        scale_window_s: float = 5.0,
-        tick_interval_s: float = 0.5,
-        keep_weights_on_stop: bool = False,
-        launch_rule: str = "first_fit",
-        use_replicas: bool = False,
+        capacity: int,
+        scale_out: float,
+        scale_in: float,
+        protect_s: float,
+        scale_window_s: float,
+        tick_interval_s: float,
+        launch_rule: str,
+        use_replicas: bool,
         name: str | None = None,
     ) -> None:
         self.inputs = inputs
@@ -49,8 +52,9 @@ class AutoscalingPolicy(SystemPolicy):
         self.scaling = ScalingParams(capacity, scale_out, scale_in, protect_s, scale_window_s)
         self.instance_capacity = capacity
         self.tick_interval_s = tick_interval_s
-        self.keep_weights_on_stop = keep_weights_on_stop
+        self.keep_weights_on_stop = inputs.features.keep_weights_on_stop
         self.launch_rule = launch_rule
+        self._launch = LAUNCH_RULES.get(launch_rule)  # InputError naming system.policy.launch_rule if unknown
         self.use_replicas = use_replicas
         if name:
             self.name = name
@@ -61,7 +65,7 @@ class AutoscalingPolicy(SystemPolicy):
         return 0.0
 
     def choose(self, model: str, ctx: PolicyContext, claimed: set[int]) -> GpuSet | None:
-        return choose_gpus(ctx.state, model, claimed, self.launch_rule, self.use_replicas, self.replica_score)
+        return choose_gpus(ctx.state, model, claimed, self._launch, self.use_replicas, self.replica_score)
 
     # ---- SystemPolicy -----------------------------------------------------
     def launch_for(self, model: str, ctx: PolicyContext) -> StartInstance | None:

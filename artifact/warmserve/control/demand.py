@@ -70,15 +70,15 @@ def burst_factor(avg: float, peak: float) -> float:
     return peak / avg if avg > 0 else 1.0
 
 
-def cold_start_s(spec: ModelSpec, bandwidth_GBps: float, gib_units: bool = True) -> float:
+def cold_start_s(spec: ModelSpec, bandwidth_GBps: float) -> float:
     """Seconds to copy one TP shard of ``spec`` over a ``bandwidth_GBps`` link.
 
-    ``gib_units`` follows the published formula ``bytes / tp / 2^30 / 32``.
+    The published formula ``bytes / tp / 2^30 / 32``: GiB in the numerator over a
+    GB/s bandwidth (see the module doc; scores are only compared with each other).
     """
     if bandwidth_GBps <= 0:
         raise ValueError(f"bandwidth must be positive, got {bandwidth_GBps}")
-    unit = GIB if gib_units else 1e9
-    return spec.bytes_per_gpu / unit / bandwidth_GBps
+    return spec.bytes_per_gpu / GIB / bandwidth_GBps
 
 
 def replica_scores(cold: float, nf: int, nb: int, factor: float) -> tuple[float, ...]:

@@ -4,7 +4,8 @@ A system config (``configs/system/<name>.yaml``) has a ``features:`` block; the
 runner turns it into ``BackendFeatures`` and passes it to the backend's
 constructor. The policy decides *what* to do; these flags decide what the
 backend's mechanisms make it *cost* (they change how starts are classified
-and timed, never which commands are legal)::
+and timed, never which commands are legal), except ``keep_weights_on_stop``,
+which the policy carries into its stop commands (below)::
 
     name: static
     policy:
@@ -27,8 +28,11 @@ Meaning, as both backends implement it:
 * ``host_cache``: loads read a checkpoint from the node's DRAM cache when it
   is there (capacity from the hardware profile, LRU), else from NVMe and then
   keep it in the cache.
-* ``keep_weights_on_stop``: ``StopInstance(keep_weights=False)`` is treated as
-  ``True`` (the published system's implicit keep-alive).
+* ``keep_weights_on_stop``: the system's stops keep the weights as a
+  prewarmed replica (the published system's implicit keep-alive). This one is
+  decided by the *policy*, which reads it from ``PolicyInputs.features`` and
+  puts it in every ``StopInstance(keep_weights=...)`` it issues; backends
+  honour only the verb's argument, so the flag has one home.
 """
 
 from __future__ import annotations

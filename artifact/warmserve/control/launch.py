@@ -5,7 +5,8 @@ In order of preference:
 1. a *ready* prewarmed replica of the model whose GPUs are all idle (a
    prewarm hit: the start only maps memory), then one still loading;
    among equals the lowest GPU tuple;
-2. otherwise ``tp`` idle GPUs of one node, chosen by ``rule``:
+2. otherwise ``tp`` idle GPUs of one node, chosen by a *launch rule*
+   (``system.policy.launch_rule``, looked up in ``LAUNCH_RULES``):
    * ``fewest_replicas`` (WarmServe): the GPUs holding the fewest prewarmed
      replicas of other models, then the least summed replica score, then
      the lowest GPU ids; across nodes the set with the least (count, score)
@@ -15,17 +16,65 @@ In order of preference:
    * ``first_fit`` (the round-robin ablation and systems without
      prewarming): the first ``tp`` idle GPUs of the first node that has them.
 
+A launch rule is any ``LaunchRule``: it gets, in node order, the idle and
+unclaimed GPUs of every node that has at least ``tp`` of them, and returns
+the chosen set. Adding one is a function decorated with
+``@LAUNCH_RULES.register("<name>")``; the policies and the config checks pick
+it up by name.
+
 The backend evicts whatever other replicas the chosen GPUs hold. ``claimed``
 lists GPUs already promised to other starts in the same decision round.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
+from warmserve.control.registry import Registry
 from warmserve.control.seam import ClusterState, GpuSet
 
-RULES = ("fewest_replicas", "first_fit")
+ScoreOf = Callable[[str, GpuSet], float]
+
+
+class LaunchRule(Protocol):
+    """Choose ``tp`` GPUs for a new instance among ``candidates`` (idle, unclaimed GPUs per node, node order,
+    only nodes with at least ``tp``; never empty); ``score_of`` values a prewarmed replica (None: all 0)."""
+
+    def __call__(self, state: ClusterState, candidates: Sequence[list[int]], tp: int,
+                 score_of: ScoreOf | None) -> GpuSet: ...
+
+
+LAUNCH_RULES: Registry[LaunchRule] = Registry("system.policy.launch_rule")
+
+
+@LAUNCH_RULES.register("first_fit")
+def first_fit(state: ClusterState, candidates: Sequence[list[int]], tp: int, score_of: ScoreOf | None) -> GpuSet:
+    """The first ``tp`` idle GPUs of the first node that has them (round-robin ablation, no prewarming)."""
+    return tuple(candidates[0][:tp])
+
+
+@LAUNCH_RULES.register("fewest_replicas")
+def fewest_replicas(state: ClusterState, candidates: Sequence[list[int]], tp: int,
+                    score_of: ScoreOf | None) -> GpuSet:
+    """Per node the GPUs holding the fewest / least valuable replicas; across nodes the least (count, score)."""
+
+    def weight(g: int) -> tuple[int, float, int]:
+        reps = state.gpus[g].replicas
+        score = sum(score_of(m, r.gpus) for m, r in reps.items()) if score_of else 0.0
+        return len(reps), score, g
+
+    best: tuple[int, float, GpuSet] | None = None
+    for idle in candidates:
+        chosen = tuple(sorted(sorted(idle, key=weight)[:tp]))
+        # distinct replicas evicted by the whole set (a TP replica counts once)
+        evicted = {(m, r.gpus) for g in chosen for m, r in state.gpus[g].replicas.items()}
+        score = sum(score_of(m, gs) for m, gs in evicted) if score_of else 0.0
+        key = (len(evicted), round(score, 9), chosen)
+        if best is None or key < best:
+            best = key
+    assert best is not None  # candidates is never empty
+    return best[2]
 
 
 def prewarmed_choice(state: ClusterState, model: str, claimed: set[int]) -> GpuSet | None:
@@ -40,48 +89,20 @@ def prewarmed_choice(state: ClusterState, model: str, claimed: set[int]) -> GpuS
     return None if best is None else best[1]
 
 
-def idle_choice(
-    state: ClusterState,
-    tp: int,
-    claimed: set[int],
-    rule: str = "fewest_replicas",
-    score_of: Callable[[str, GpuSet], float] | None = None,
-) -> GpuSet | None:
+def idle_choice(state: ClusterState, tp: int, claimed: set[int], rule: LaunchRule,
+                score_of: ScoreOf | None) -> GpuSet | None:
     """``tp`` idle, unclaimed GPUs of one node by ``rule``; None if no node has them."""
-    if rule not in RULES:
-        raise ValueError(f"unknown launch rule '{rule}'; choose one of {RULES}")
     gpn = state.gpus_per_node
-    best: tuple[int, float, GpuSet] | None = None
+    candidates = []
     for node in range(state.nodes):
         idle = [g for g in range(node * gpn, (node + 1) * gpn) if state.gpus[g].idle and g not in claimed]
-        if len(idle) < tp:
-            continue
-        if rule == "first_fit":
-            return tuple(idle[:tp])
-
-        def weight(g: int) -> tuple[int, float, int]:
-            reps = state.gpus[g].replicas
-            score = sum(score_of(m, r.gpus) for m, r in reps.items()) if score_of else 0.0
-            return len(reps), score, g
-
-        chosen = tuple(sorted(sorted(idle, key=weight)[:tp]))
-        # distinct replicas evicted by the whole set (a TP replica counts once)
-        evicted = {(m, r.gpus) for g in chosen for m, r in state.gpus[g].replicas.items()}
-        score = sum(score_of(m, gs) for m, gs in evicted) if score_of else 0.0
-        key = (len(evicted), round(score, 9), chosen)
-        if best is None or key < best:
-            best = key
-    return None if best is None else best[2]
+        if len(idle) >= tp:
+            candidates.append(idle)
+    return rule(state, candidates, tp, score_of) if candidates else None
 
 
-def choose_gpus(
-    state: ClusterState,
-    model: str,
-    claimed: set[int],
-    rule: str = "fewest_replicas",
-    use_replicas: bool = True,
-    score_of: Callable[[str, GpuSet], float] | None = None,
-) -> GpuSet | None:
+def choose_gpus(state: ClusterState, model: str, claimed: set[int], rule: LaunchRule, use_replicas: bool,
+                score_of: ScoreOf | None) -> GpuSet | None:
     """GPUs for a new instance of ``model`` (see module doc)."""
     if use_replicas:
         hit = prewarmed_choice(state, model, claimed)

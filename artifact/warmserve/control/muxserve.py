@@ -30,7 +30,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from warmserve.control.mps import ShareModel
 from warmserve.control.mux_placement import Instance, Layout, Llm, Params, instances, place
 from warmserve.control.policy import PolicyContext, PolicyInputs, SystemPolicy
 from warmserve.control.seam import Command, ModelSpec, StartInstance, min_kv_blocks
@@ -83,14 +82,13 @@ class MuxServePolicy(SystemPolicy):
         self.instance_capacity = capacity
         self.rate = rate
         hw = inputs.hardware
-        if hw is None or "gpu_mem_bytes" not in hw:
-            raise InputError("muxserve needs the hardware profile's gpu_mem_bytes")
-        self.pool = int(float(hw["gpu_mem_bytes"]) * float(hw.get("gpu_mem_utilization", 1.0)))
-        eng = hw.get("engine") or {}
-        self._block_tokens = int(eng.get("kv_block_tokens", 1))
-        self._max_len = int(eng.get("max_model_len", 0))
+        if hw is None:
+            raise InputError("muxserve needs the hardware profile (gpu memory, engine limits, compute_sharing)")
+        self.pool = hw.pool_bytes
+        self._block_tokens = hw.engine.kv_block_tokens
+        self._max_len = hw.engine.max_model_len
         self.min_kv_fraction = min_kv_fraction
-        shares = ShareModel.from_config(hw.get("compute_sharing"), f"hardware '{hw.get('name', '?')}'")
+        shares = hw.compute_sharing
         self.params = Params(pool_bytes=self.pool, capacity=capacity, mesh_sizes=sizes, decode_grid=grid,
                              overload=float(overload_share), shares=shares)
         self._classes = {m: size_class(s, size_classes, float(bytes_per_param)) for m, s in self.specs.items()}

@@ -37,6 +37,12 @@ and stopped at the first model with nothing (left) to place or the first
 replica that did not fit (docs/reference.md §10.7). We count remaining
 demand and drop a model from the cycle when it is satisfied or does not fit;
 ``published=True`` reproduces the original loop.
+
+Both are registered in ``PLACEMENTS`` (selected by ``system.policy.placement``).
+A placement is any ``Placement``: given the planner's view and each model's
+demand (config model order), it returns the replicas to prewarm. Adding one is
+a function decorated with ``@PLACEMENTS.register("<name>")``; ``WarmServePolicy``
+and the config checks pick it up by name.
 """
 
 from __future__ import annotations
@@ -46,9 +52,12 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Protocol
 
 import numpy as np
 
+from warmserve.control.demand import ReplicaDemand
+from warmserve.control.registry import Registry
 from warmserve.control.seam import GpuSet
 
 
@@ -257,7 +266,7 @@ def _first_fit(view: PlacementView, model: str, tp: int, size: int) -> GpuSet | 
 def round_robin(
     view: PlacementView,
     demand: Sequence[tuple[str, int, int, int]],
-    published: bool = False,
+    published: bool,
 ) -> list[tuple[str, GpuSet]]:
     """The round-robin ablation. ``demand`` = ``(model, tp, bytes_per_gpu, total wanted)`` in model order."""
     existing = {m: 0 for m, *_ in demand}
@@ -294,3 +303,51 @@ def round_robin(
         if left[i] > 0:
             queue.append(i)
     return out
+
+
+# ---------------------------------------------------------------- pluggable placements
+@dataclass(frozen=True, slots=True)
+class ModelDemand:
+    """One model's wanted replicas this window (what every placement is given)."""
+
+    model: str
+    tp: int
+    bytes_per_gpu: int
+    demand: ReplicaDemand  # how many replicas in all (existing ones included) and the score of each rank
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementOptions:
+    """Placement knobs of ``system.policy`` (a placement reads the ones it has)."""
+
+    round_robin_published: bool  # round_robin: the published loop (total demand, stop at the first miss)
+
+
+class Placement(Protocol):
+    """Place replicas for ``demand`` (config model order) into ``view``; returns ``(model, gpus)`` placed,
+    having recorded each with ``view.place``."""
+
+    def __call__(self, view: PlacementView, demand: Sequence[ModelDemand],
+                 options: PlacementOptions) -> list[tuple[str, GpuSet]]: ...
+
+
+PLACEMENTS: Registry[Placement] = Registry("system.policy.placement")
+
+
+@PLACEMENTS.register("evict_aware")
+def evict_aware_placement(view: PlacementView, demand: Sequence[ModelDemand],
+                          options: PlacementOptions) -> list[tuple[str, GpuSet]]:
+    """Evict-aware placement of the replicas still missing beyond those the view holds, scored by rank."""
+    wanted: list[Wanted] = []
+    for d in demand:
+        have = sum(1 for r in view.replicas if r.model == d.model)
+        wanted += [Wanted(d.model, d.tp, d.bytes_per_gpu, d.demand.score(r)) for r in range(have, d.demand.total)]
+    return evict_aware(view, wanted)
+
+
+@PLACEMENTS.register("round_robin")
+def round_robin_placement(view: PlacementView, demand: Sequence[ModelDemand],
+                          options: PlacementOptions) -> list[tuple[str, GpuSet]]:
+    """The round-robin ablation (``options.round_robin_published``: the published loop)."""
+    totals = [(d.model, d.tp, d.bytes_per_gpu, d.demand.total) for d in demand]
+    return round_robin(view, totals, published=options.round_robin_published)

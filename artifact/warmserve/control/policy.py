@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
 
 import pandas as pd
 
+from warmserve.control.features import BackendFeatures
 from warmserve.control.load import LoadTracker
 from warmserve.control.seam import (
     ClusterState,
@@ -31,6 +31,7 @@ from warmserve.control.seam import (
     Request,
     StartInstance,
 )
+from warmserve.hardware import HardwareProfile
 
 
 @dataclass(slots=True)
@@ -45,19 +46,25 @@ class PolicyInputs:
                    documents in ``warmserve.workload.schema``; None if unavailable;
     ``workload``   the replayed requests (workload columns, docs/design.md §4); only the ``oracle``
                    forecaster may look at it;
-    ``hardware``   the resolved hardware profile (``configs/hardware``);
-    ``window_s``   forecast window length (default 300 s, as published).
+    ``hardware``   the typed hardware profile (``warmserve.hardware.load_profile`` of
+                   ``configs/hardware``); None only for callers that build no policy reading
+                   hardware (forecaster studies);
+    ``features``   the system's ``features:`` block; the policy's stop commands carry
+                   ``features.keep_weights_on_stop`` (its one home: backends honour only the verb's argument);
+    ``window_s``   forecast window length (``window_s`` of ``configs/run.yaml``);
+    ``seed``       the run's seed.
     """
 
     models: dict[str, ModelSpec]
     nodes: int
     gpus_per_node: int
-    hardware: Any
+    hardware: HardwareProfile | None
+    features: BackendFeatures
+    window_s: float
+    seed: int
     priors: pd.DataFrame | None = None
     week_load: pd.DataFrame | None = None
     workload: pd.DataFrame | None = None
-    window_s: float = 300.0
-    seed: int = 42
 
 
 @dataclass(slots=True)

@@ -19,7 +19,7 @@ are spaced apart in the probe workload and land on disjoint GPUs).
 
 from __future__ import annotations
 
-from warmserve.control.launch import idle_choice, prewarmed_choice
+from warmserve.control.launch import first_fit, idle_choice, prewarmed_choice
 from warmserve.control.policy import PolicyContext, PolicyInputs, SystemPolicy
 from warmserve.control.seam import Command, GpuSet, Prewarm, StartInstance
 
@@ -43,7 +43,7 @@ class ProbePolicy(SystemPolicy):
         claimed: set[int] = set()
         out = []
         for spec in sorted(ctx.state.models.values(), key=lambda s: (-s.tp, s.name)):
-            gpus = idle_choice(ctx.state, spec.tp, claimed, rule="first_fit")
+            gpus = idle_choice(ctx.state, spec.tp, claimed, first_fit, None)
             if gpus is None:
                 raise ValueError(f"probe: no {spec.tp} idle GPUs left for {spec.name}")
             claimed.update(gpus)
@@ -60,5 +60,5 @@ class ProbePolicy(SystemPolicy):
     def launch_for(self, model: str, ctx: PolicyContext) -> StartInstance | None:
         gpus = prewarmed_choice(ctx.state, model, set())
         if gpus is None:
-            gpus = idle_choice(ctx.state, ctx.state.models[model].tp, set(), rule="first_fit")
+            gpus = idle_choice(ctx.state, ctx.state.models[model].tp, set(), first_fit, None)
         return None if gpus is None else StartInstance(model, gpus)

@@ -39,6 +39,7 @@ from warmserve.control.seam import (
     StopInstance,
 )
 from warmserve.errors import InputError
+from warmserve.hardware import HardwareProfile
 
 
 class ServerlessLLMPolicy(SystemPolicy):
@@ -47,25 +48,23 @@ class ServerlessLLMPolicy(SystemPolicy):
     def __init__(
         self,
         inputs: PolicyInputs,
-        target: int = 32,
-        min_instances: int = 0,
-        max_instances: int = 10,
-        keep_alive_s: float = 0.0,
-        tick_interval_s: float = 1.0,
-        pcie_GBps: float | None = None,
-        disk_GBps: float | None = None,
-        host_cache_bytes: int | None = None,
+        target: int,
+        min_instances: int,
+        max_instances: int,
+        keep_alive_s: float,
+        tick_interval_s: float,
+        pcie_GBps: float | None,
+        disk_GBps: float | None,
+        host_cache_bytes: int | None,
     ) -> None:
         if target < 1 or min_instances < 0 or max_instances < max(1, min_instances) or keep_alive_s < 0:
             raise InputError("system.policy: serverlessllm needs target >= 1, 0 <= min_instances <= max_instances, keep_alive_s >= 0")
-        hw = inputs.hardware or {}
+        hw = inputs.hardware
 
-        def pick(value: float | None, key: str) -> float:
-            if value is not None:
-                return float(value)
-            if key not in hw:
-                raise InputError(f"system.policy: serverlessllm needs hardware '{key}' (or an explicit value)")
-            return float(hw[key])
+        def profile(key: str) -> HardwareProfile:
+            if hw is None:
+                raise InputError(f"system.policy.{key}: null needs the hardware profile (or an explicit value)")
+            return hw
 
         self.inputs = inputs
         self.specs = inputs.models
@@ -75,9 +74,11 @@ class ServerlessLLMPolicy(SystemPolicy):
         self.min_instances, self.max_instances = min_instances, max_instances
         self.keep_alive_s = keep_alive_s
         self.tick_interval_s = tick_interval_s
-        self.pcie = pick(pcie_GBps, "pcie_h2d_GBps") * 1e9
-        self.disk = pick(disk_GBps, "nvme_GBps") * 1e9
-        self.cache_bytes = int(pick(host_cache_bytes, "host_cache_bytes"))
+        # null = the typed profile's link rates (bytes/s there: the YAML's GB/s x 1e9)
+        self.pcie = float(pcie_GBps) * 1e9 if pcie_GBps is not None else profile("pcie_GBps").pcie_h2d_Bps
+        self.disk = float(disk_GBps) * 1e9 if disk_GBps is not None else profile("disk_GBps").nvme_Bps
+        self.cache_bytes = (int(host_cache_bytes) if host_cache_bytes is not None
+                            else profile("host_cache_bytes").host_cache_bytes)
         self._cache: list[OrderedDict[str, int]] = [OrderedDict() for _ in range(inputs.nodes)]
         self._last_seen: dict[str, float] = {m: 0.0 for m in self.models}
         self._idle_from: dict[str, float | None] = {m: None for m in self.models}

@@ -33,8 +33,8 @@ _SERVING = (InstancePhase.STARTING, InstancePhase.READY)
 class StaticPolicy(SystemPolicy):
     name = "static"
 
-    def __init__(self, inputs: PolicyInputs, instances: Mapping[str, int] | None = None,
-                 requests_per_instance: int = 32, instance_capacity: int = 32, tick_interval_s: float = 5.0) -> None:
+    def __init__(self, inputs: PolicyInputs, instances: Mapping[str, int] | None,
+                 requests_per_instance: int, instance_capacity: int, tick_interval_s: float) -> None:
         if requests_per_instance < 1 or instance_capacity < 1 or tick_interval_s <= 0:
             raise InputError("system.policy: requests_per_instance, instance_capacity >= 1 and tick_interval_s > 0")
         self.inputs = inputs

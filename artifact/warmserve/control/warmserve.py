@@ -8,14 +8,16 @@ Per tick (0.5 s), in order:
    observes it and predicts the next window. (The observed load includes
    requests queued at the front door, as published.)
 2. **Autoscale** (``AutoscalingPolicy``): stops keep weights as prewarmed
-   replicas (``keep_weights_on_stop``); starts prefer GPUs that hold a replica
+   replicas (``features.keep_weights_on_stop``); starts prefer GPUs that hold a replica
    of the model, else idle GPUs holding the fewest / least valuable replicas.
 3. **KV-cache reservation** (``kv_reservation``): ready instances lend idle KV
    blocks to prewarming, and take them back when their load rises
    (``return_stale_kv``).
 4. **Proactive prewarming**: replica demand and scores from the forecast
-   (``demand``), placed by ``placement`` (``evict_aware`` or the published
-   ``round_robin`` ablation) into free memory, as ``Prewarm`` commands.
+   (``demand``), placed into free memory by the placement named in
+   ``placement`` (``warmserve.control.placement.PLACEMENTS``: ``evict_aware``
+   or the published ``round_robin`` ablation; a new placement registers there
+   and needs no change here), as ``Prewarm`` commands.
 
 **Re-planning rule** (step 4). The plan is a pure function of the forecast,
 the serving instances per model, the free bytes of every GPU and the
@@ -44,7 +46,7 @@ from warmserve.control.autoscaling import AutoscalingPolicy
 from warmserve.control.demand import ReplicaDemand, model_demand
 from warmserve.control.forecaster import Forecaster, Prediction
 from warmserve.control.kv_reservation import kv_commands
-from warmserve.control.placement import PlacementView, Replica, Wanted, evict_aware, round_robin
+from warmserve.control.placement import PLACEMENTS, ModelDemand, PlacementOptions, PlacementView, Replica
 from warmserve.control.policy import PolicyContext, PolicyInputs
 from warmserve.control.seam import (
     Command,
@@ -58,8 +60,6 @@ from warmserve.control.seam import (
 )
 from warmserve.errors import InputError
 
-PLACEMENTS = ("evict_aware", "round_robin")
-
 
 class WarmServePolicy(AutoscalingPolicy):
     name = "warmserve"
@@ -67,43 +67,36 @@ class WarmServePolicy(AutoscalingPolicy):
     def __init__(
         self,
         inputs: PolicyInputs,
-        forecaster: Forecaster | None = None,
-        prewarm: bool = True,
-        placement: str = "evict_aware",
-        round_robin_published: bool = False,
-        kv_reservation: bool = True,
-        return_stale_kv: bool = True,
-        score_bandwidth_GBps: float | None = 32.0,
-        launch_rule: str = "fewest_replicas",
-        keep_weights_on_stop: bool = True,
+        forecaster: Forecaster | None,
+        prewarm: bool,
+        placement: str,
+        round_robin_published: bool,
+        kv_reservation: bool,
+        return_stale_kv: bool,
+        score_bandwidth_GBps: float | None,
         **scaling: Any,  # AutoscalingPolicy's keyword arguments
     ) -> None:
-        super().__init__(
-            inputs, keep_weights_on_stop=keep_weights_on_stop, launch_rule=launch_rule, use_replicas=True, **scaling
-        )
-        if placement not in PLACEMENTS:
-            raise InputError(f"system.policy.placement: unknown '{placement}'; choose one of {list(PLACEMENTS)}")
+        super().__init__(inputs, **scaling)
+        self._place = PLACEMENTS.get(placement)  # InputError naming system.policy.placement if unknown
         if prewarm and forecaster is None:
             raise InputError("system.policy.forecaster: prewarming needs a forecaster (or set prewarm: false)")
         self.forecaster = forecaster if prewarm else None
         self.prewarm = prewarm
         self.placement = placement
-        self.round_robin_published = round_robin_published
+        self.placement_options = PlacementOptions(round_robin_published=round_robin_published)
         self.kv_reservation = kv_reservation and prewarm  # published: KV prewarm requires prewarm
         self.return_stale_kv = return_stale_kv
         hw = inputs.hardware
         if score_bandwidth_GBps is None:
-            if hw is None or "pcie_h2d_GBps" not in hw:
-                raise InputError("system.policy.score_bandwidth_GBps is null but the hardware profile has no pcie_h2d_GBps")
-            score_bandwidth_GBps = float(hw["pcie_h2d_GBps"])
+            if hw is None:
+                raise InputError("system.policy.score_bandwidth_GBps is null but no hardware profile was given")
+            score_bandwidth_GBps = hw.pcie_h2d_GBps
         self.bandwidth = float(score_bandwidth_GBps)
-        self.gib_units = True
-        engine = hw["engine"] if hw is not None and "engine" in hw else {}
-        self._block_tokens = int(engine["kv_block_tokens"]) if "kv_block_tokens" in engine else None
-        if self.kv_reservation and (self._block_tokens is None or "max_model_len" not in engine):
+        if self.kv_reservation and hw is None:
             raise InputError("kv_reservation needs the hardware profile's engine.kv_block_tokens and engine.max_model_len")
+        self._block_tokens = hw.engine.kv_block_tokens if hw is not None else 0
         # blocks one maximum-length sequence needs: always kept free (kv_reservation module doc)
-        self._min_free = -(-int(engine.get("max_model_len", 0)) // int(self._block_tokens or 1)) + 1
+        self._min_free = -(-(hw.engine.max_model_len if hw is not None else 0) // (self._block_tokens or 1)) + 1
         self._forecast: dict[str, Prediction] = {}
         self._demand: dict[str, ReplicaDemand] = {}
         self._scores: dict[tuple[str, GpuSet], float] = {}
@@ -146,7 +139,7 @@ class WarmServePolicy(AutoscalingPolicy):
     def _block_bytes(self, inst: InstanceState) -> int:
         # as the backends count it: per-GPU bytes of one token, rounded up, times tokens per block
         spec = self.specs[inst.model]
-        return -(-spec.kv_bytes_per_token // spec.tp) * int(self._block_tokens or 0)
+        return -(-spec.kv_bytes_per_token // spec.tp) * self._block_tokens
 
     def _plan(self, ctx: PolicyContext, cmds: list[Command], claimed: set[int]) -> list[Command]:
         st = ctx.state
@@ -168,23 +161,9 @@ class WarmServePolicy(AutoscalingPolicy):
             for m, p in self._forecast.items()
         }
         view = self._view(ctx, free, cmds, claimed)
-        if self.placement == "evict_aware":
-            wanted = []
-            for m in self.models:
-                d = self._demand.get(m)
-                if d is None:
-                    continue
-                have = sum(1 for r in view.replicas if r.model == m)
-                spec = self.specs[m]
-                wanted += [Wanted(m, spec.tp, spec.bytes_per_gpu, d.score(r)) for r in range(have, d.total)]
-            actions = evict_aware(view, wanted)
-        else:
-            demand = [
-                (m, self.specs[m].tp, self.specs[m].bytes_per_gpu, self._demand[m].total)
-                for m in self.models
-                if m in self._demand
-            ]
-            actions = round_robin(view, demand, published=self.round_robin_published)
+        demand = [ModelDemand(m, self.specs[m].tp, self.specs[m].bytes_per_gpu, self._demand[m])
+                  for m in self.models if m in self._demand]
+        actions = self._place(view, demand, self.placement_options)
         for m, gpus in actions:
             rank = sum(1 for k in self._scores if k[0] == m)
             self._scores[(m, gpus)] = self._demand[m].score(rank)

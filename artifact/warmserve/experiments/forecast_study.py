@@ -27,6 +27,7 @@ from omegaconf import OmegaConf
 
 from warmserve.atomic import atomic_output_dir
 from warmserve.config import REPO_ROOT, configs_dir, model_specs
+from warmserve.control.features import BackendFeatures
 from warmserve.control.policy import PolicyInputs
 from warmserve.experiments.catalog import QUICK_SCALE
 from warmserve.forecast.history import workload_concurrency
@@ -58,8 +59,10 @@ def study(traces: tuple[str, ...], seeds: tuple[int, ...], forecasters: tuple[st
             truth = workload_concurrency(requests, specs, window_s)
             n_win = min(len(v[0]) for v in truth.values())
             n_win = min(n_win, int(bundle.priors["window"].max()) + 1)
-            inputs = PolicyInputs(models=specs, nodes=1, gpus_per_node=8, hardware={}, priors=bundle.priors,
-                                  week_load=bundle.week_load, workload=requests, window_s=window_s, seed=seed)
+            # no system here, only forecasters: no hardware, no backend features
+            inputs = PolicyInputs(models=specs, nodes=1, gpus_per_node=8, hardware=None, features=BackendFeatures(),
+                                  window_s=window_s, seed=seed, priors=bundle.priors, week_load=bundle.week_load,
+                                  workload=requests)
             for fname in forecasters:
                 f = _forecaster(fname)
                 t0 = time.perf_counter()

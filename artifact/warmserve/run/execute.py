@@ -19,8 +19,11 @@ file is written; outputs appear atomically in ``cfg.out``):
 5. ``requests.parquet``, ``timeline.parquet``, ``utilization.parquet``,
    ``run.json``, ``summary.json``, ``trace.json``.
 
-Drain: after the last arrival the run continues ``drain_s`` (default 1800 s,
-the published client's per-request timeout, docs/reference.md §2.7) so in-flight
+Every run key is read from the config as it is (``configs/run.yaml`` is its one
+home, validated first); a missing key is an ``InputError`` naming it.
+
+Drain: after the last arrival the run continues ``drain_s`` (``configs/run.yaml``:
+1800 s, the published client's per-request timeout, docs/reference.md §2.7) so in-flight
 requests can finish; whatever is still unserved then is a ``timeout`` row.
 """
 
@@ -47,6 +50,7 @@ from warmserve.control.features import BackendFeatures
 from warmserve.control.policy import PolicyInputs
 from warmserve.control.seam import ModelSpec
 from warmserve.errors import InputError
+from warmserve.hardware import load_profile
 from warmserve.metrics.schema import constant_categorical
 from warmserve.metrics.summary import summarize
 from warmserve.metrics.writers import write_run
@@ -71,9 +75,32 @@ class Workload:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def _get(cfg: DictConfig, key: str, default: Any) -> Any:
-    v = OmegaConf.select(cfg, key, default=default)
-    return default if v is None else v
+_ABSENT = object()
+
+
+def _need(cfg: DictConfig, key: str) -> Any:
+    """``cfg.<key>`` (null included); a missing key is an ``InputError``. The YAML (``configs/run.yaml``) and the
+    schema (``warmserve.validation.schema.Run``, checked before any work) are the one home of every value, so
+    nothing here repeats a default."""
+    v = OmegaConf.select(cfg, key, default=_ABSENT)
+    if v is _ABSENT:
+        raise InputError(f"{key}: missing from the run config (configs/run.yaml sets it)")
+    return v
+
+
+def _workload_key(cfg: DictConfig, meta: dict[str, Any], key: str, recipe: float) -> Any:
+    """A recipe value: the built workload's ``meta``, else ``cfg.workload``, else the recipe defaults
+    (``configs/workload/_defaults.yaml``; for a workload passed in as a DataFrame without a ``workload`` group)."""
+    if key in meta:
+        return meta[key]
+    v = OmegaConf.select(cfg, f"workload.{key}", default=None)
+    return recipe if v is None else v
+
+
+def _replay_s(cfg: DictConfig, meta: dict[str, Any]) -> float:
+    """``replay_s`` of the run; null = the workload's replay length."""
+    v = _need(cfg, "replay_s")
+    return float(v if v is not None else _workload_key(cfg, meta, "replay_s", _RECIPE.replay_s))
 
 
 def _specs(value: Any) -> dict[str, ModelSpec]:
@@ -98,11 +125,11 @@ def load_workload(cfg: DictConfig) -> Workload:
     """
     if OmegaConf.select(cfg, "workload.seed", default=None) is None and OmegaConf.select(cfg, "workload") is not None:
         with open_dict(cfg):
-            cfg.workload.seed = int(_get(cfg, "seed", 42))
+            cfg.workload.seed = int(_need(cfg, "seed"))
     bundle = build_workload(cfg.workload)
     meta = dict(bundle.meta or {})
-    replay_s = float(_get(cfg, "replay_s", meta.get("replay_s", _get(cfg, "workload.replay_s", _RECIPE.replay_s))))
-    cap = int(meta.get("output_cap", _get(cfg, "workload.output_cap", _RECIPE.output_cap)))
+    replay_s = _replay_s(cfg, meta)
+    cap = int(_workload_key(cfg, meta, "output_cap", _RECIPE.output_cap))
     requests = replay_slice(bundle.requests, replay_s, cap)
     mix = OmegaConf.select(cfg, "models", default=None)
     if mix is None:
@@ -152,13 +179,13 @@ def build(cfg: DictConfig, w: Workload) -> tuple[Any, Any, Controller, BackendFe
     _check_workload(w)
     cluster = cfg.cluster
     features = BackendFeatures.from_config(OmegaConf.select(cfg, "system.features"))
-    seed = int(_get(cfg, "seed", 42))
+    seed = int(_need(cfg, "seed"))
     backend = instantiate(cfg.backend, _partial_=True)(
         models=w.models, cluster=cluster, hardware=cfg.hardware, features=features, seed=seed)
     inputs = PolicyInputs(
         models=w.models, nodes=backend.state.nodes, gpus_per_node=backend.state.gpus_per_node,
-        hardware=cfg.hardware, priors=w.priors, week_load=w.week_load, workload=w.requests,
-        window_s=float(_get(cfg, "window_s", 300.0)), seed=seed)
+        hardware=load_profile(cfg.hardware), features=features, window_s=float(_need(cfg, "window_s")), seed=seed,
+        priors=w.priors, week_load=w.week_load, workload=w.requests)
     policy = instantiate(cfg.system.policy, _partial_=True)(inputs=inputs)
     controller = Controller(backend, policy, list(w.models))
     return backend, policy, controller, features
@@ -166,16 +193,16 @@ def build(cfg: DictConfig, w: Workload) -> tuple[Any, Any, Controller, BackendFe
 
 def run_replay(cfg: DictConfig, w: Workload) -> Path:
     """Replay ``w`` under ``cfg`` and write the run into ``cfg.out`` (atomically)."""
-    if not _get(cfg, "out", None):
+    if not _need(cfg, "out"):
         raise InputError("out: no output directory given (out=<dir>)")
     out = check_output_dir(str(cfg.out), owned=is_run_output)
     wall0 = time.perf_counter()
     backend, policy, controller, features = build(cfg, w)
-    replay_s = float(_get(cfg, "replay_s", w.meta.get("replay_s", _get(cfg, "workload.replay_s", _RECIPE.replay_s))))
+    replay_s = _replay_s(cfg, w.meta)
     last = float(w.requests["arrival_s"].max()) if len(w.requests) else 0.0
     replay_s = max(replay_s, last) if math.isfinite(replay_s) else last
-    drain_s = float(_get(cfg, "drain_s", 1800.0))
-    window_s = float(_get(cfg, "window_s", 300.0))
+    drain_s = float(_need(cfg, "drain_s"))
+    window_s = float(_need(cfg, "window_s"))
     if drain_s < 0 or window_s <= 0:
         raise InputError("drain_s must be >= 0 and window_s > 0")
     until = replay_s + drain_s
@@ -183,7 +210,7 @@ def run_replay(cfg: DictConfig, w: Workload) -> Path:
 
     # The policy closes a window on its first tick at or after the boundary; record one tick
     # later so the logged forecast is the one made for the new window (not the old one).
-    lag_s = float(getattr(policy, "tick_interval_s", 0.5))
+    lag_s = float(policy.tick_interval_s)
 
     def record_forecast() -> None:
         snap = policy.forecast_snapshot()
@@ -194,29 +221,29 @@ def run_replay(cfg: DictConfig, w: Workload) -> Path:
         if nxt <= until:
             backend.clock.call_later(nxt - t, record_forecast)
 
-    with Progress(total_s=until, enabled=_get(cfg, "progress", "auto")) as bar:
+    with Progress(total_s=until, enabled=_need(cfg, "progress")) as bar:
         info = backend.replay(w.requests, controller, until, on_start=record_forecast, progress=bar.update)
     replay_wall = time.perf_counter() - wall0
     requests = backend.request_log()
-    requests["system"] = constant_categorical(str(_get(cfg, "system.name", "?")), len(requests))
+    requests["system"] = constant_categorical(str(_need(cfg, "system.name")), len(requests))
     timeline = backend.timeline()
     if forecasts:
         fc = pd.DataFrame(forecasts, columns=list(timeline.columns))
         timeline = pd.concat([timeline.astype({c: object for c in timeline.columns if
                                                 isinstance(timeline[c].dtype, pd.CategoricalDtype)}),
                               fc], ignore_index=True).sort_values("t_s", kind="stable", ignore_index=True)
-    util = backend.utilization(float(_get(cfg, "utilization_interval_s", 1.0)))
+    util = backend.utilization(float(_need(cfg, "utilization_interval_s")))
     desc = backend.describe()
     summary = summarize(
         requests, timeline, end_s=info.end_s, replay_s=replay_s,
-        slo_ttft_s=float(_get(cfg, "slo.ttft_s", 5.0)), slo_tpot_s=float(_get(cfg, "slo.tpot_s", 0.15)),
+        slo_ttft_s=float(_need(cfg, "slo.ttft_s")), slo_tpot_s=float(_need(cfg, "slo.tpot_s")),
         extra={"simulated": bool(desc.get("simulated", False)), "hardware_profile": desc.get("hardware_profile"),
-               "system": requests["system"].iloc[0] if len(requests) else str(_get(cfg, "system.name", "?")),
+               "system": requests["system"].iloc[0] if len(requests) else str(_need(cfg, "system.name")),
                "notes": list(getattr(policy, "notes", []))})
     run_doc = {
-        "name": str(_get(cfg, "name", "")),
+        "name": str(_need(cfg, "name")),
         "config": OmegaConf.to_container(cfg, resolve=True),
-        "seed": int(_get(cfg, "seed", 42)),
+        "seed": int(_need(cfg, "seed")),
         "git_revision": _git_rev(),
         "versions": _versions(),
         "backend": desc,
@@ -231,7 +258,7 @@ def run_replay(cfg: DictConfig, w: Workload) -> Path:
         run_doc["wall_s"]["total"] = time.perf_counter() - wall0
         write_run(stage, requests=requests, timeline=timeline, utilization=util, run=run_doc, summary=summary,
                   gpus_per_node=int(backend.state.gpus_per_node), end_s=info.end_s,
-                  trace=bool(_get(cfg, "trace", True)))
+                  trace=bool(_need(cfg, "trace")))
     return out
 
 

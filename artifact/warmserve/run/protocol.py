@@ -47,18 +47,16 @@ _partial_=True)(inputs=PolicyInputs(...))``.
 
 A backend also exposes ``describe() -> dict`` (``simulated``, hardware profile
 name, anything a reader of ``run.json`` needs to judge the numbers).
+
+This contract is prose, not a ``Protocol``: the runner gets its backend from
+``hydra.utils.instantiate`` (typed ``Any``), so a Protocol here would be checked
+by nothing; the end-to-end run tests of each backend are what enforce it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
-
-import pandas as pd
-
-from warmserve.control.controller import Controller
-from warmserve.control.seam import Clock, ClusterState
+from typing import Any
 
 
 @dataclass(slots=True)
@@ -68,27 +66,3 @@ class ReplayInfo:
     unfinished: int  # requests that became timeout rows because the replay ended
     events: int = 0  # backend-defined work count (the twin: heap events processed)
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-@runtime_checkable
-class RunnableBackend(Protocol):
-    clock: Clock
-    state: ClusterState
-
-    def replay(
-        self,
-        workload: pd.DataFrame,
-        controller: Controller,
-        until_s: float,
-        *,
-        on_start: Callable[[], None] | None = None,
-        progress: Callable[[float], None] | None = None,
-    ) -> ReplayInfo: ...
-
-    def request_log(self) -> pd.DataFrame: ...
-
-    def timeline(self) -> pd.DataFrame: ...
-
-    def utilization(self, interval_s: float) -> pd.DataFrame: ...
-
-    def describe(self) -> dict[str, Any]: ...

@@ -232,7 +232,7 @@ class SimBackend(Backend):
         life = self.starts[instance_id]
         was = st.phase
         st.phase = InstancePhase.STOPPING
-        life.keep = keep_weights or self.features.keep_weights_on_stop
+        life.keep = keep_weights  # the policy decides (features.keep_weights_on_stop -> its StopInstance)
         self._tl("instance_stopping", st.model, instance_id, st.gpus)
         if was is InstancePhase.STARTING and st.inflight == 0:
             if life.job is not None and not life.job.done:

@@ -11,9 +11,15 @@ Pieces (one job each):
                  stdin: the "worker" prewarm mechanism (the published pre-spawned api_servers).
 ``mechanisms``   how a start is served: fresh process (cold), pre-spawned process (worker),
                  standby engine (CPU stand-in for prewarmed weights), vLLM sleep mode (GPU).
-``frontdoor``    the HTTP front door routing each request by model to the controller's pick.
+``frontdoor``    the HTTP front door: owns the requests (submit, routing futures, finish) and relays
+                 each to the controller's pick.
 ``replay``       the open-loop streaming client measuring TTFT/TPOT at the client.
-``backend``      ``TestbedBackend``: the seam's ``Backend`` verbs acting on engines.
+``backend``      ``TestbedBackend``: the seam's ``Backend`` verbs acting on engines, composed of:
+``settings``     ``TestbedSettings``, the resolved backend config;
+``launcher``     ``Launcher``: ports, the pre-spawned pool, engine launches (local or on a Ray node);
+``gpu_lifecycle`` ``GpuLifecycle``: engine plans, stops that free GPU memory, sleeping to weights;
+``fleet``        ``Fleet``: each instance's and prewarmed replica's engine, and queries on them;
+``tasks``        ``TaskSet``: the backend's background tasks; ``timeline`` the timeline rows.
 ``utilization``  per-second process CPU/memory (CPU) or NVML (GPU) sampling.
 ``ray_nodes``    one Ray actor per node owning that node's engines (multi-machine runs).
 ``tiny_models``  random-weight Llama checkpoints made locally (no downloads, no tokenizer).

@@ -12,8 +12,9 @@ budget (``capacity_bytes``) that the policies plan against. Memory accounting
 in ``ClusterState`` follows the seam (weights, KV share, replicas) and goes
 through the cluster book shared with the twin (``warmserve.cluster``: its
 ledger, checks and KV sizes); an instance's KV share there is its whole share
-beside the weights (the engine's KV cache and overheads). The real resident
-memory of each process is sampled separately into the utilisation log.
+beside the weights (the engine's KV cache and overheads), and a standby engine
+starting awake holds a reservation in the book until it sleeps. The real
+resident memory of each process is sampled separately into the utilisation log.
 
 Every start records its ``Mechanism`` (see ``warmserve.testbed.mechanisms``).
 
@@ -25,21 +26,22 @@ starts or wakes its KV cache on a GPU until every engine evicted or stopped ther
 exited (their memory is not free before). Sleep level 2 discards weights, so the
 replica reloads them (``reload_weights``) before it counts as prewarmed.
 
-Longer than ~400 lines because the verbs and their asynchronous halves belong together;
-the launch helpers live in ``warmserve.testbed.launcher``, the GPU ones in
-``warmserve.testbed.gpu_lifecycle``.
+Composed of one-job pieces: ``Launcher`` (ports, pre-spawned pool, launches),
+``GpuLifecycle`` (plans, stops per GPU, sleep to weights), ``Fleet`` (each instance's
+and replica's engine), ``TaskSet`` (background tasks) and ``TimelineLog``. Requests are
+the front door's (``warmserve.testbed.frontdoor``): ``dispatch`` tells its ``dispatch_listener``.
+
+Longer than ~400 lines because each verb and its asynchronous half (start and bring-up,
+stop and drain, prewarm and standby bring-up) belong together; their memory accounting and
+command checks are the cluster book's (``warmserve.cluster``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
-import tempfile
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import aiohttp
 
@@ -63,73 +65,26 @@ from warmserve.control.seam import (
     InstancePhase,
     InstanceState,
     ModelSpec,
-    Request,
-    RequestStatus,
     StartKind,
 )
 from warmserve.testbed.clock import WallClock
 from warmserve.testbed.engines import EngineError, EngineProcess
-from warmserve.testbed.gpu_engine import EnginePlan, GpuEngineSettings
+from warmserve.testbed.fleet import Fleet, InstanceRuntime, Standby
 from warmserve.testbed.gpu_lifecycle import GpuLifecycle
-from warmserve.testbed.launcher import EngineLauncher, Prespawned
+from warmserve.testbed.launcher import Launcher
 from warmserve.testbed.mechanisms import EngineFactory, Mechanism, SleepModeClient
-from warmserve.testbed.ports import PortAllocator
-
-if TYPE_CHECKING:
-    from warmserve.testbed.ray_nodes import RayEngineHost
-
-
-@dataclass(slots=True)
-class TestbedSettings:
-    """Resolved ``configs/backend/testbed*.yaml`` (minus the engine command)."""
-
-    device: str  # "cpu" or "cuda"
-    slot_cores: list[str]  # per global slot ("GPU"): OMP core binding, e.g. "0" or "0-1"
-    capacity_bytes: int  # per slot, what policies plan against
-    max_engines: int  # hard cap on live engine processes (memory guard)
-    prespawned_pool: int  # pre-spawned processes kept ready ("worker" starts)
-    sleep_level: int = 1  # GPU sleep mode level used by evict
-    adopt_replicas: bool = True  # features.memory_switching: a start may adopt a standby/sleeping engine
-    keep_weights_on_stop: bool = False  # features.keep_weights_on_stop
-    kv_block_tokens: int = 16
-    kv_cache_bytes: int | None = None  # the engines' fixed KV cache (--kv-cache-memory-bytes), if given
-    gpu: GpuEngineSettings | None = None  # device: cuda: how engines are sized (None on the CPU)
-    fake_gpu_dir: Path | None = None  # stub engines on fake GPUs: one registry per node here
-    port_first: int = 18100
-    port_count: int = 400
-    max_port_retries: int = 3
+from warmserve.testbed.settings import TestbedSettings
+from warmserve.testbed.tasks import TaskSet
+from warmserve.testbed.timeline import TimelineLog
 
 
-@dataclass(slots=True)
-class _Runtime:
-    """What the backend knows of one instance beyond ``InstanceState``."""
+class DispatchListener(Protocol):
+    """Who waits for routing decisions (the front door): told synchronously inside ``dispatch``."""
 
-    engine: EngineProcess | None
-    mechanism: Mechanism
-    ready: asyncio.Event = field(default_factory=asyncio.Event)
-    error: str | None = None
-    start_mono: float = 0.0
-    task: asyncio.Task | None = None
-    retiring: bool = False  # the backend itself is stopping the engine: its exit is no failure
-    plan: EnginePlan | None = None  # GPU: this engine's share (None on the CPU or for an adopted standby)
-    kv_bytes: int = 0  # GPU: the engine's KV cache per GPU
+    def on_dispatch(self, request_id: int, instance_id: int, start_kind: str, mechanism: str) -> None: ...
 
 
-@dataclass(slots=True)
-class _Standby:
-    """A prewarmed replica's engine (CPU: a whole idle engine; GPU: weights awake)."""
-
-    model: str
-    gpus: GpuSet
-    engine: EngineProcess | None = None
-    ready: asyncio.Event = field(default_factory=asyncio.Event)
-    error: str | None = None
-    task: asyncio.Task | None = None
-    kv_bytes: int = 0  # GPU: its KV cache per GPU (fixed when it started); while it starts awake the
-    # book holds a reservation for that cache and the engine's overheads beside its weights (ClusterBook.reserved)
-
-
-class TestbedBackend(EngineLauncher, GpuLifecycle, Backend):
+class TestbedBackend(Backend):
     """Real engines on the wall clock. Use ``async with`` (or ``open``/``close``)."""
 
     clock: WallClock  # the seam's Clock, with the wall clock's start/cancel_all
@@ -153,21 +108,18 @@ class TestbedBackend(EngineLauncher, GpuLifecycle, Backend):
         self.state = ClusterState(nodes=nodes, gpus_per_node=gpus_per_node, gpus=gpus, models=dict(models))
         self.book = ClusterBook(self.state)  # every memory change and its checks (shared with the twin)
         self.sink: EventSink | None = None
-        self.timeline_rows: list[dict] = []  # timeline events of docs/design.md §4 (+ mechanism)
+        self.dispatch_listener: DispatchListener | None = None
+        self.events = TimelineLog(clock)
+        self.timeline_rows = self.events.rows  # read by the runner and tests
         self.counters: dict[str, int] = {"kv_lend_unsupported": 0, "prewarm_refused": 0, "ports_skipped": 0}
-        self.ports = PortAllocator(settings.port_first, settings.port_count, factory.host)
-        self._ids = itertools.count()
-        self._rt: dict[int, _Runtime] = {}
-        self._standby: dict[tuple[str, GpuSet], _Standby] = {}
-        self._pool: list[Prespawned] = []
-        self._waiting: dict[int, asyncio.Future[int]] = {}
-        self.dispatched_as: dict[int, tuple[str, str]] = {}  # request -> (start kind, mechanism) at dispatch
-        self._tasks: set[asyncio.Task] = set()
-        self._stopping: dict[int, set[asyncio.Task]] = {}  # GPU -> stops of engines still holding memory there
+        self._ids = itertools.count()  # instance ids and engine names, one counter
+        self.tasks = TaskSet()
+        self.fleet = Fleet(self.state)
+        self.launcher = Launcher(settings, factory, self.state, self._ids, lambda: self.session)
+        self.gpu = GpuLifecycle(settings, factory, self.state, self.launcher.ports, lambda: self.session,
+                                self.tasks.spawn)
         self._session: aiohttp.ClientSession | None = None
-        self._tmp = Path(tempfile.mkdtemp(prefix="warmserve-prespawn-"))
         self._closed = False
-        self.engine_host: RayEngineHost | None = None  # engines live on their node's agent when set
 
     # ---- lifecycle -------------------------------------------------------
     @property
@@ -178,9 +130,7 @@ class TestbedBackend(EngineLauncher, GpuLifecycle, Backend):
 
     async def open(self) -> None:
         """Fill the pre-spawned pool (waits until each has imported its engine module)."""
-        for _ in range(self.settings.prespawned_pool):
-            self._pool.append(self._spawn_prespawned())
-        await asyncio.gather(*(self._wait_prespawned(p) for p in self._pool))
+        await self.launcher.fill_pool()
 
     async def close(self) -> None:
         """Stop every engine and task; frees all ports. Idempotent, safe after Ctrl-C."""
@@ -188,21 +138,11 @@ class TestbedBackend(EngineLauncher, GpuLifecycle, Backend):
             return
         self._closed = True
         self.clock.cancel_all()
-        for t in list(self._tasks):
-            t.cancel()
-        for fut in self._waiting.values():
-            if not fut.done():
-                fut.cancel()
-        engines = [rt.engine for rt in self._rt.values()] + [s.engine for s in self._standby.values()]
-        engines += [p.engine for p in self._pool]
-        grace = self.factory.cfg.stop_grace_s
-        await asyncio.gather(*(asyncio.to_thread(e.stop, grace) for e in engines if e is not None))
-        for e in engines:
-            if e is not None and e.spec.port:
-                self.ports.release(e.spec.port)
+        self.tasks.cancel_all()
+        await self.launcher.stop_all(self.fleet.engines())
         if self._session is not None:
             await self._session.close()
-        self.counters["ports_skipped"] = len(self.ports.skipped)
+        self.counters["ports_skipped"] = len(self.launcher.ports.skipped)
 
     async def __aenter__(self) -> TestbedBackend:
         await self.open()
@@ -212,43 +152,15 @@ class TestbedBackend(EngineLauncher, GpuLifecycle, Backend):
         await self.close()
 
     def live_engines(self) -> list[EngineProcess]:
-        out = [rt.engine for rt in self._rt.values() if rt.engine is not None and rt.engine.alive()]
-        out += [s.engine for s in self._standby.values() if s.engine is not None and s.engine.alive()]
-        out += [p.engine for p in self._pool if p.engine.alive()]
-        return out
+        return self.fleet.live_engines() + self.launcher.live_pool()
 
-    def engine_pids(self) -> dict[int, tuple[int, int | None]]:
-        """pid -> (slot, instance id or None) of every live engine (for utilisation sampling)."""
-        out: dict[int, tuple[int, int | None]] = {}
-        for iid, rt in self._rt.items():
-            if rt.engine is not None and rt.engine.proc is not None and rt.engine.alive():
-                out[rt.engine.proc.pid] = (self.state.instances[iid].gpus[0], iid)
-        for s in self._standby.values():
-            if s.engine is not None and s.engine.proc is not None and s.engine.alive():
-                out[s.engine.proc.pid] = (s.gpus[0], None)
-        return out
+    async def wait_deployed(self) -> None:
+        """Wait until every instance started and every replica prewarmed so far is up (the setup
+        phase before t = 0, as the twin's ``setup_ready``); failures are reported by their tasks."""
+        await asyncio.gather(*(self.fleet.wait_ready(i) for i in list(self.state.instances)),
+                             *(sb.ready.wait() for sb in list(self.fleet.standby.values())))
 
     # ---- helpers ---------------------------------------------------------
-    def _spawn(self, coro) -> asyncio.Task:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    def _event(self, kind: str, **kw: object) -> None:
-        row = {"t_s": self.clock.now(), "kind": kind, "model": None, "instance_id": None, "gpus": None,
-               "bytes": 0, "mechanism": None, "start_kind": None, "detail": None}
-        row.update(kw)
-        if isinstance(row["gpus"], tuple):
-            row["gpus"] = ",".join(map(str, row["gpus"]))
-        self.timeline_rows.append(row)
-
-    def _cores(self, gpus: GpuSet) -> str:
-        return ",".join(self.settings.slot_cores[g] for g in gpus)
-
-    def _name(self, tag: str, model: str) -> str:
-        return f"{tag}{next(self._ids)}-{model}"
-
     def _release_gpus(self, inst: InstanceState, keep: bool = False) -> bool:
         """Free ``inst``'s GPUs (once), its weights staying as a replica if ``keep``; returns whether kept."""
         if not self.book.holds(inst):
@@ -262,11 +174,11 @@ class TestbedBackend(EngineLauncher, GpuLifecycle, Backend):
         spec, gpus = check_gpus(self.state, model, gpus)
         check_start(self.state, model, gpus, mem_fraction, compute_share)
         per_gpu = share_bytes(self.settings.capacity_bytes, mem_fraction)
-        plan = self._plan(model, per_gpu)
-        if plan is not None and plan.kv_bytes < self._min_kv(model):
+        plan = self.gpu.plan(model, per_gpu)
+        if plan is not None and plan.kv_bytes < self.gpu.min_kv(model):
             raise CapacityError(f"{model}: a share of {per_gpu} B per GPU leaves {plan.kv_bytes} B of KV cache, "
-                                f"less than one max_model_len sequence needs ({self._min_kv(model)} B)")
-        standby = self._standby.get((model, gpus)) if self.settings.adopt_replicas else None
+                                f"less than one max_model_len sequence needs ({self.gpu.min_kv(model)} B)")
+        standby = self.fleet.standby.get((model, gpus)) if self.settings.adopt_replicas else None
         if standby is not None and plan is not None and standby.kv_bytes > plan.kv_bytes:
             standby = None  # its KV cache, fixed at its start, is larger than this instance's share
         reuse = self.book.replica(model, gpus) if standby is not None else None
@@ -277,10 +189,10 @@ class TestbedBackend(EngineLauncher, GpuLifecycle, Backend):
         self.book.claim(iid, spec, gpus, reuse, max(0, per_gpu - spec.bytes_per_gpu), now,
                         lambda r: self.evict(r.model, r.gpus, reason="not adoptable" if r.model == model else None, at=now))
         if reuse is not None:
-            self._standby.pop((model, gpus))
+            self.fleet.standby.pop((model, gpus))
         else:
             standby = None
-        kind = start_kind(warm=False, adopts=standby is not None, take_worker=self._take_prespawned_peek)
+        kind = start_kind(warm=False, adopts=standby is not None, take_worker=self.launcher.has_prespawned)
         if kind is StartKind.PREWARMED:
             mech = Mechanism.SLEEP_WAKE if self.settings.device == "cuda" else Mechanism.STANDBY_ENGINE
         else:
@@ -299,16 +211,16 @@ class TestbedBackend(EngineLauncher, GpuLifecycle, Backend):
                              start_kind=kind, created_s=now, kv_blocks_total=blocks,
                              mem_fraction=mem_fraction)
         self.book.add_instance(inst)
-        rt = _Runtime(engine=None, mechanism=mech, start_mono=time.monotonic(), plan=plan, kv_bytes=kv_bytes)
-        self._rt[iid] = rt
-        self._event("instance_start", model=model, instance_id=iid, gpus=tuple(gpus),
-                    bytes=per_gpu * len(gpus), mechanism=mech.value, start_kind=kind.value)
-        rt.task = self._spawn(self._bring_up(iid, standby))
+        rt = InstanceRuntime(engine=None, mechanism=mech, start_mono=time.monotonic(), plan=plan, kv_bytes=kv_bytes)
+        self.fleet.rt[iid] = rt
+        self.events.record("instance_start", model=model, instance_id=iid, gpus=tuple(gpus),
+                           bytes=per_gpu * len(gpus), mechanism=mech.value, start_kind=kind.value)
+        rt.task = self.tasks.spawn(self._bring_up(iid, standby))
         return iid
 
-    async def _bring_up(self, iid: int, standby: _Standby | None) -> None:
+    async def _bring_up(self, iid: int, standby: Standby | None) -> None:
         inst = self.state.instances[iid]
-        rt = self._rt[iid]
+        rt = self.fleet.rt[iid]
         try:
             if standby is not None:
                 await standby.ready.wait()
@@ -316,24 +228,24 @@ class TestbedBackend(EngineLauncher, GpuLifecycle, Backend):
                     raise EngineError(f"prewarmed replica failed: {standby.error}")
                 rt.engine = standby.engine
                 if self.settings.device == "cuda":
-                    await self._exited_on(inst.gpus)  # the evicted replicas' memory is free only once they exit
+                    await self.gpu.exited_on(inst.gpus)  # the evicted replicas' memory is free only once they exit
                     await SleepModeClient(self.session, rt.engine.spec.url).wake_up(["kv_cache"])
-            elif rt.mechanism is Mechanism.PRESPAWNED_PROCESS and (p := self._take_prespawned()) is not None:
+            elif rt.mechanism is Mechanism.PRESPAWNED_PROCESS and (p := self.launcher.take_prespawned()) is not None:
                 try:
-                    await self._exited_on(inst.gpus)
-                    rt.engine = await self._launch(self._name("e", inst.model), inst.model, inst.gpus,
-                                                   extra=self._plan_args(rt.plan), prespawned=p)
+                    await self.gpu.exited_on(inst.gpus)
+                    rt.engine = await self.launcher.launch(self.launcher.name("e", inst.model), inst.model, inst.gpus,
+                                                           extra=self.gpu.plan_args(rt.plan), prespawned=p)
                 finally:
                     # replenish once this start is over, not during it: on a CPU box the new process's
                     # import (a core at 100 % for ~12 s) would slow the very start it replaces
                     if not self._closed:
-                        self._pool.append(self._spawn_prespawned())
+                        self.launcher.replenish()
             else:
                 rt.mechanism = Mechanism.PROCESS_START
                 inst.start_kind = StartKind.COLD
-                await self._exited_on(inst.gpus)
-                rt.engine = await self._launch(self._name("e", inst.model), inst.model, inst.gpus,
-                                               extra=self._plan_args(rt.plan))
+                await self.gpu.exited_on(inst.gpus)
+                rt.engine = await self.launcher.launch(self.launcher.name("e", inst.model), inst.model, inst.gpus,
+                                                       extra=self.gpu.plan_args(rt.plan))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - any start failure is reported, never lost
@@ -348,36 +260,44 @@ class TestbedBackend(EngineLauncher, GpuLifecycle, Backend):
         inst.phase = InstancePhase.READY
         inst.ready_s = self.clock.now()
         rt.ready.set()
-        self._event("instance_ready", model=inst.model, instance_id=iid, gpus=inst.gpus,
-                    mechanism=rt.mechanism.value, detail=f"{time.monotonic() - rt.start_mono:.3f}")
+        self.events.record("instance_ready", model=inst.model, instance_id=iid, gpus=inst.gpus,
+                           mechanism=rt.mechanism.value, detail=f"{time.monotonic() - rt.start_mono:.3f}")
         if self.sink is not None:
             self.sink.on_instance_ready(iid)
         await self._watch(iid)
 
     async def _watch(self, iid: int) -> None:
         """Notice an engine that dies while serving (a crash, an OOM kill, a test's SIGKILL)."""
-        rt = self._rt[iid]
+        rt = self.fleet.rt[iid]
         while rt.engine is not None and rt.engine.alive():
             if self.state.instances[iid].phase not in (InstancePhase.READY, InstancePhase.STOPPING):
                 return
             await asyncio.sleep(0.2)
-        if rt.retiring:
-            return
-        if self.state.instances[iid].phase in (InstancePhase.READY, InstancePhase.STOPPING):
-            code = rt.engine.proc.returncode if rt.engine and rt.engine.proc else None
-            self._fail(iid, f"engine exited with code {code}")
+        self.fail_if_exited(iid)
+
+    def fail_if_exited(self, instance_id: int) -> bool:
+        """Fail a serving (or draining) instance whose engine exited without the backend stopping it;
+        True if it was failed now. The watch polls this; the front door asks at once on a broken connection."""
+        rt = self.fleet.rt[instance_id]
+        if rt.retiring or rt.engine is None or rt.engine.alive():
+            return False
+        if self.state.instances[instance_id].phase not in (InstancePhase.READY, InstancePhase.STOPPING):
+            return False
+        code = rt.engine.proc.returncode if rt.engine.proc else None
+        self._fail(instance_id, f"engine exited with code {code}")
+        return True
 
     def _fail(self, iid: int, why: str) -> None:
         inst = self.state.instances[iid]
-        rt = self._rt[iid]
+        rt = self.fleet.rt[iid]
         inst.phase = InstancePhase.FAILED
         rt.error = why
         rt.ready.set()  # wake waiters; they see the error
         self._release_gpus(inst)
         if rt.engine is not None:
-            self._stop_engine(rt.engine, inst.gpus, 1.0)
-        self._event("instance_failed", model=inst.model, instance_id=iid, gpus=inst.gpus,
-                    mechanism=rt.mechanism.value, detail=why.splitlines()[0][:300])
+            self.gpu.stop_engine(rt.engine, inst.gpus, 1.0)
+        self.events.record("instance_failed", model=inst.model, instance_id=iid, gpus=inst.gpus,
+                           mechanism=rt.mechanism.value, detail=why.splitlines()[0][:300])
         if self.sink is not None:
             self.sink.on_instance_stopped(iid)
 
@@ -386,12 +306,12 @@ class TestbedBackend(EngineLauncher, GpuLifecycle, Backend):
         if inst.phase not in (InstancePhase.STARTING, InstancePhase.READY):
             return
         inst.phase = InstancePhase.STOPPING
-        self._event("instance_stopping", model=inst.model, instance_id=instance_id, gpus=inst.gpus)
-        self._spawn(self._drain_and_stop(instance_id, keep_weights or self.settings.keep_weights_on_stop))
+        self.events.record("instance_stopping", model=inst.model, instance_id=instance_id, gpus=inst.gpus)
+        self.tasks.spawn(self._drain_and_stop(instance_id, keep_weights))  # the policy decides keep_weights
 
     async def _drain_and_stop(self, iid: int, keep_weights: bool) -> None:
         inst = self.state.instances[iid]
-        rt = self._rt[iid]
+        rt = self.fleet.rt[iid]
         await rt.ready.wait()
         while inst.inflight > 0 and inst.phase is InstancePhase.STOPPING:
             await asyncio.sleep(0.05)
@@ -403,22 +323,22 @@ class TestbedBackend(EngineLauncher, GpuLifecycle, Backend):
         if keep and self.settings.device == "cuda":
             assert rt.engine is not None
             try:  # the kept engine must give back its KV cache: the ledger credits it weights only
-                await self._sleep_to_weights(rt.engine)
+                await self.gpu.sleep_to_weights(rt.engine)
             except Exception as exc:  # noqa: BLE001 - cannot sleep: stop it instead, and say so
                 keep = False
-                self._event("keep_weights_failed", model=inst.model, instance_id=iid, gpus=inst.gpus,
-                            detail=str(exc).splitlines()[0][:200])
+                self.events.record("keep_weights_failed", model=inst.model, instance_id=iid, gpus=inst.gpus,
+                                   detail=str(exc).splitlines()[0][:200])
         keep = self._release_gpus(inst, keep)  # the weights stay as a ready replica if kept
         if keep:
-            sb = _Standby(model=inst.model, gpus=inst.gpus, engine=rt.engine, kv_bytes=rt.kv_bytes)
+            sb = Standby(model=inst.model, gpus=inst.gpus, engine=rt.engine, kv_bytes=rt.kv_bytes)
             sb.ready.set()
-            self._standby[(inst.model, inst.gpus)] = sb
+            self.fleet.standby[(inst.model, inst.gpus)] = sb
             rt.engine = None
         elif rt.engine is not None:
-            await self._stop_engine(rt.engine, inst.gpus)
+            await self.gpu.stop_engine(rt.engine, inst.gpus)
         inst.phase = InstancePhase.STOPPED
-        self._event("instance_stop", model=inst.model, instance_id=iid, gpus=inst.gpus,
-                    detail="kept_weights" if keep else None)
+        self.events.record("instance_stop", model=inst.model, instance_id=iid, gpus=inst.gpus,
+                           detail="kept_weights" if keep else None)
         if self.sink is not None:
             self.sink.on_instance_stopped(iid)
 
@@ -426,52 +346,52 @@ class TestbedBackend(EngineLauncher, GpuLifecycle, Backend):
         spec, gpus = check_gpus(self.state, model, gpus)
         check_prewarm(self.state, model, gpus)
         self.book.check_room(f"prewarm {model}", gpus, spec.bytes_per_gpu)
-        if len(self.live_engines()) + sum(1 for r in self._rt.values() if r.engine is None) >= self.settings.max_engines:
+        if len(self.live_engines()) + self.fleet.starting_without_engine() >= self.settings.max_engines:
             # a CPU replica is a whole engine process: refuse rather than exhaust host memory
             self.counters["prewarm_refused"] += 1
-            self._event("prewarm_refused", model=model, gpus=gpus, detail=f"max_engines={self.settings.max_engines}")
+            self.events.record("prewarm_refused", model=model, gpus=gpus, detail=f"max_engines={self.settings.max_engines}")
             return
         kv, reserved = 0, 0
         if self.settings.gpu is not None:
             # a standby engine starts awake (weights + KV + overheads) before it sleeps to its weights: its KV
             # cache is what a whole-GPU instance would get, or what the free memory allows now (fixed for its life)
-            full = self._plan(model, self.settings.capacity_bytes)
+            full = self.gpu.plan(model, self.settings.capacity_bytes)
             assert full is not None
             room = min(self.state.gpus[g].free_bytes for g in gpus) - spec.bytes_per_gpu
             kv = min(full.kv_bytes, room - self.settings.gpu.overhead_bytes)
-            if kv < self._min_kv(model):
+            if kv < self.gpu.min_kv(model):
                 self.counters["prewarm_refused"] += 1
-                self._event("prewarm_refused", model=model, gpus=gpus,
-                            detail=f"{room} B free beside the weights: too little to start an engine")
+                self.events.record("prewarm_refused", model=model, gpus=gpus,
+                                   detail=f"{room} B free beside the weights: too little to start an engine")
                 return
             reserved = kv + self.settings.gpu.overhead_bytes
         self.book.add_replica(spec, gpus, self.clock.now(), reserve=reserved)
-        sb = _Standby(model=model, gpus=gpus, kv_bytes=kv)
-        self._standby[(model, gpus)] = sb
+        sb = Standby(model=model, gpus=gpus, kv_bytes=kv)
+        self.fleet.standby[(model, gpus)] = sb
         mech = Mechanism.SLEEP_WAKE if self.settings.device == "cuda" else Mechanism.STANDBY_ENGINE
-        self._event("prewarm_start", model=model, gpus=gpus, bytes=spec.bytes_per_gpu * len(gpus),
-                    mechanism=mech.value)
-        sb.task = self._spawn(self._bring_up_standby(sb))
+        self.events.record("prewarm_start", model=model, gpus=gpus, bytes=spec.bytes_per_gpu * len(gpus),
+                           mechanism=mech.value)
+        sb.task = self.tasks.spawn(self._bring_up_standby(sb))
 
-    async def _bring_up_standby(self, sb: _Standby) -> None:
+    async def _bring_up_standby(self, sb: Standby) -> None:
         try:
             plan = None
             if self.settings.gpu is not None:
                 spec = self.state.models[sb.model]
                 reserved = self.book.reserved.get((sb.model, sb.gpus), 0)  # none once adopted
-                plan = self._plan(sb.model, spec.bytes_per_gpu + reserved, sb.kv_bytes)
-            await self._exited_on(sb.gpus)
-            sb.engine = await self._launch(self._name("s", sb.model), sb.model, sb.gpus,
-                                           extra=self._plan_args(plan))
+                plan = self.gpu.plan(sb.model, spec.bytes_per_gpu + reserved, sb.kv_bytes)
+            await self.gpu.exited_on(sb.gpus)
+            sb.engine = await self.launcher.launch(self.launcher.name("s", sb.model), sb.model, sb.gpus,
+                                                   extra=self.gpu.plan_args(plan))
             if plan is not None:  # sleep (drop weights+KV), then bring back only the weights = a prewarmed replica
-                await self._sleep_to_weights(sb.engine)
+                await self.gpu.sleep_to_weights(sb.engine)
                 self.book.unreserve(sb.model, sb.gpus, self.clock.now())
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001
             sb.error = str(exc)
             sb.ready.set()
-            if self._standby.get((sb.model, sb.gpus)) is sb:
+            if self.fleet.standby.get((sb.model, sb.gpus)) is sb:
                 self.evict(sb.model, sb.gpus, reason=f"prewarm failed: {str(exc).splitlines()[0][:200]}")
             return
         sb.ready.set()
@@ -479,7 +399,7 @@ class TestbedBackend(EngineLauncher, GpuLifecycle, Backend):
             r = self.state.gpus[g].replicas.get(sb.model)
             if r is not None:
                 r.ready = True
-        self._event("prewarm_done", model=sb.model, gpus=sb.gpus)
+        self.events.record("prewarm_done", model=sb.model, gpus=sb.gpus)
         if self.sink is not None:
             self.sink.on_prewarm_done(sb.model, sb.gpus)
 
@@ -490,94 +410,25 @@ class TestbedBackend(EngineLauncher, GpuLifecycle, Backend):
         rep = self.book.replica(model, gpus)
         if rep is not None:  # its weights and any start-up reservation leave the GPUs
             self.book.remove_replica(rep, self.clock.now() if at is None else at)
-        sb = self._standby.pop((model, gpus), None)
+        sb = self.fleet.standby.pop((model, gpus), None)
         if sb is not None:
             if sb.task is not None and not sb.task.done():
                 sb.task.cancel()
             if sb.engine is not None:
-                self._stop_engine(sb.engine, gpus)
-        self._event("evict", model=model, gpus=gpus, bytes=spec.bytes_per_gpu * len(gpus), detail=reason)
+                self.gpu.stop_engine(sb.engine, gpus)
+        self.events.record("evict", model=model, gpus=gpus, bytes=spec.bytes_per_gpu * len(gpus), detail=reason)
 
     def dispatch(self, request_id: int, instance_id: int) -> None:
         inst = self.state.instances[instance_id]
         inst.inflight += 1
-        # classify now, synchronously: by the time the front door resumes the start may be done
-        warm = inst.phase is InstancePhase.READY
-        self.dispatched_as[request_id] = (
-            StartKind.WARM.value if warm else inst.start_kind.value,
-            Mechanism.ROUTED.value if warm else self._rt[instance_id].mechanism.value)
-        fut = self._waiting.pop(request_id, None)
-        if fut is not None and not fut.done():
-            fut.set_result(instance_id)
+        if self.dispatch_listener is not None:
+            # classify now, synchronously: by the time the front door resumes the start may be done
+            warm = inst.phase is InstancePhase.READY
+            self.dispatch_listener.on_dispatch(
+                request_id, instance_id, StartKind.WARM.value if warm else inst.start_kind.value,
+                Mechanism.ROUTED.value if warm else self.fleet.rt[instance_id].mechanism.value)
 
     def lend_kv(self, instance_id: int, blocks: int) -> int:
         if blocks > 0:
             self.counters["kv_lend_unsupported"] += 1
         return 0
-
-    # ---- what the front door uses --------------------------------------
-    def submit(self, request: Request) -> asyncio.Future[int]:
-        """Register an arriving request and hand it to the controller; resolves to an instance id."""
-        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._waiting[request.request_id] = fut
-        assert self.sink is not None, "attach the controller (backend.sink) before submitting"
-        self.sink.on_arrival(request)
-        return fut
-
-    def withdraw(self, request: Request) -> None:
-        """A request gave up before being dispatched (timeout or shutdown)."""
-        self._waiting.pop(request.request_id, None)
-
-    async def wait_ready(self, instance_id: int) -> str | None:
-        """Wait until the instance serves; returns an error string if it failed instead."""
-        rt = self._rt[instance_id]
-        await rt.ready.wait()
-        return rt.error
-
-    async def wait_deployed(self) -> None:
-        """Wait until every instance started and every replica prewarmed so far is up (the setup
-        phase before t = 0, as the twin's ``setup_ready``); failures are reported by their tasks."""
-        await asyncio.gather(*(self.wait_ready(i) for i in list(self.state.instances)),
-                             *(sb.ready.wait() for sb in list(self._standby.values())))
-
-    def engine_url(self, instance_id: int) -> str:
-        eng = self._rt[instance_id].engine
-        if eng is None:
-            raise EngineError(f"instance {instance_id} has no engine")
-        return eng.spec.url
-
-    def mechanism(self, instance_id: int) -> Mechanism:
-        return self._rt[instance_id].mechanism
-
-    def finish(self, request: Request, instance_id: int | None, status: RequestStatus) -> None:
-        """A request left an instance (any status); keeps in-flight counts and tells the controller."""
-        if instance_id is not None:
-            inst = self.state.instances[instance_id]
-            inst.inflight = max(0, inst.inflight - 1)
-        if self.sink is not None:
-            self.sink.on_finish(request.request_id, request.model, instance_id, status)
-
-    async def report_broken(self, instance_id: int, wait_s: float = 1.0) -> bool:
-        """The front door lost a connection to this instance: if its engine is dead (give the
-        process ``wait_s`` to be reaped), fail the instance now rather than at the next watch
-        poll, so a retry cannot be routed back to it. Returns True if it was failed."""
-        rt = self._rt[instance_id]
-        deadline = time.monotonic() + wait_s
-        while rt.engine is not None and rt.engine.alive() and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        inst = self.state.instances[instance_id]
-        if rt.retiring:
-            return False
-        if rt.engine is not None and not rt.engine.alive() and inst.phase in (
-                InstancePhase.READY, InstancePhase.STOPPING):
-            code = rt.engine.proc.returncode if rt.engine.proc else None
-            self._fail(instance_id, f"engine exited with code {code}")
-            return True
-        return inst.phase is InstancePhase.FAILED
-
-    def kill_engine(self, instance_id: int) -> None:
-        """Fault injection: SIGKILL an instance's engine as a crash would."""
-        eng = self._rt[instance_id].engine
-        if eng is not None and eng.proc is not None:
-            with contextlib.suppress(ProcessLookupError):
-                eng.proc.kill()

@@ -2,9 +2,11 @@
 
 ``POST /v1/completions`` (streaming or not) with the workload's request id in
 the ``X-Request-Id`` header. The handler hands the request to the controller
-(through ``TestbedBackend.submit``), waits for the routing decision (the
-controller calls ``dispatch``), waits for that instance to be ready if it is
-still starting, then relays the engine's stream to the client byte for byte.
+(``submit``), waits for the routing decision (the controller calls the
+backend's ``dispatch``, which tells the front door -- its ``dispatch_listener``
+-- at once), waits for that instance to be ready if it is still starting, then
+relays the engine's stream to the client byte for byte. Requests are the front
+door's: it keeps the routing futures and tells the controller of each finish.
 
 Faults: if the chosen instance fails before any token reached the client,
 the request is handed back to the controller (counted as a finish with
@@ -33,6 +35,8 @@ from aiohttp import web
 from warmserve.control.controller import Controller
 from warmserve.control.seam import Request, RequestStatus
 from warmserve.testbed.backend import TestbedBackend
+
+REAP_WAIT_S = 1.0  # how long a lost connection's engine process gets to be reaped before it counts as alive
 
 
 @dataclass(slots=True)
@@ -63,13 +67,14 @@ class FrontDoor:
         self,
         backend: TestbedBackend,
         controller: Controller,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        request_timeout_s: float = 600.0,
-        max_retries: int = 1,
+        host: str,
+        port: int,
+        request_timeout_s: float,
+        max_retries: int,
     ) -> None:
         self.backend = backend
         self.controller = controller
+        backend.dispatch_listener = self  # dispatch resolves the waiting request synchronously
         self.host = host
         self.port = port
         self.request_timeout_s = request_timeout_s
@@ -78,6 +83,8 @@ class FrontDoor:
         self._auto_ids = itertools.count(10**9)
         self._runner: web.AppRunner | None = None
         self._closing = False
+        self._waiting: dict[int, asyncio.Future[int]] = {}  # request -> its routing decision (an instance id)
+        self.dispatched_as: dict[int, tuple[str, str]] = {}  # request -> (start kind, mechanism) at dispatch
 
     @property
     def url(self) -> str:
@@ -97,12 +104,54 @@ class FrontDoor:
             self.port = sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
+        """Stop serving; then every request still waiting for a routing decision is cancelled (it
+        becomes a ``timeout``), right before the runner closes the backend."""
         self._closing = True
-        if self._runner is not None:
-            await self._runner.cleanup()
+        try:
+            if self._runner is not None:
+                await self._runner.cleanup()
+        finally:
+            for fut in self._waiting.values():
+                if not fut.done():
+                    fut.cancel()
 
     async def _health(self, _: web.Request) -> web.Response:
         return web.Response(text="ok")
+
+    # ---- requests and the controller -----------------------------------
+    def submit(self, request: Request) -> asyncio.Future[int]:
+        """Register an arriving request and hand it to the controller; resolves to an instance id."""
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._waiting[request.request_id] = fut
+        self.controller.on_arrival(request)
+        return fut
+
+    def on_dispatch(self, request_id: int, instance_id: int, start_kind: str, mechanism: str) -> None:
+        """The backend's ``dispatch`` (inside the controller's decision): record it, wake the request."""
+        self.dispatched_as[request_id] = (start_kind, mechanism)
+        fut = self._waiting.pop(request_id, None)
+        if fut is not None and not fut.done():
+            fut.set_result(instance_id)
+
+    def withdraw(self, request: Request) -> None:
+        """A request gave up before being dispatched (timeout or shutdown)."""
+        self._waiting.pop(request.request_id, None)
+
+    def finish(self, request: Request, instance_id: int | None, status: RequestStatus) -> None:
+        """A request left an instance (any status); keeps in-flight counts and tells the controller."""
+        if instance_id is not None:
+            inst = self.backend.state.instances[instance_id]
+            inst.inflight = max(0, inst.inflight - 1)
+        self.controller.on_finish(request.request_id, request.model, instance_id, status)
+
+    async def report_broken(self, instance_id: int) -> None:
+        """A connection to this instance was lost: if its engine is dead (given ``REAP_WAIT_S`` to be
+        reaped), the backend fails the instance now rather than at its next watch poll, so a retry
+        cannot be routed back to it."""
+        deadline = time.monotonic() + REAP_WAIT_S
+        while self.backend.fleet.engine_alive(instance_id) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        self.backend.fail_if_exited(instance_id)
 
     # ---- the routing handler ------------------------------------------
     async def _handle(self, http: web.Request) -> web.StreamResponse:
@@ -122,7 +171,7 @@ class FrontDoor:
         while True:
             rec.attempts += 1
             t0 = time.perf_counter()
-            fut = self.backend.submit(req)
+            fut = self.submit(req)
             if fut.done():
                 rec.route_s = time.perf_counter() - t0
             try:
@@ -133,32 +182,32 @@ class FrontDoor:
             rec.dispatch_mono = time.monotonic()
             inst = self.backend.state.instances[iid]
             rec.instance_id, rec.gpus = iid, inst.gpus
-            rec.start_kind, rec.mechanism = self.backend.dispatched_as.pop(rid)
-            error = await self.backend.wait_ready(iid)
+            rec.start_kind, rec.mechanism = self.dispatched_as.pop(rid)
+            error = await self.backend.fleet.wait_ready(iid)
             rec.ready_mono = time.monotonic()
             if error is None:
                 outcome, resp = await self._relay(http, body, rid, iid, resp)
                 if outcome == "ok":
                     assert resp is not None  # "ok" comes with the client response
                     rec.status = RequestStatus.OK.value
-                    self.backend.finish(req, iid, RequestStatus.OK)
+                    self.finish(req, iid, RequestStatus.OK)
                     return resp
                 error = outcome
             # the instance failed under this request
-            await self.backend.report_broken(iid)
-            self.backend.finish(req, iid, RequestStatus.FAILED)
+            await self.report_broken(iid)
+            self.finish(req, iid, RequestStatus.FAILED)
             if resp is not None or rec.attempts > self.max_retries or self._closing:
                 rec.status, rec.error = RequestStatus.FAILED.value, error
                 return self._error_response(resp, 502, error)
             rec.error = error  # retry: hand it back to the controller as a fresh arrival
 
     def _give_up(self, req: Request, rec: DoorRecord, status: RequestStatus, why: str) -> None:
-        self.backend.withdraw(req)
+        self.withdraw(req)
         queue = self.controller.ctx.pending.get(req.model)
         if queue is not None:
             with contextlib.suppress(ValueError):
                 queue.remove(req)
-        self.backend.finish(req, None, status)
+        self.finish(req, None, status)
         rec.status, rec.error = status.value, why
 
     def _error_response(self, resp: web.StreamResponse | None, code: int, why: str) -> web.StreamResponse:
@@ -170,7 +219,7 @@ class FrontDoor:
     async def _relay(self, http: web.Request, body: dict, rid: int, iid: int,
                      resp: web.StreamResponse | None) -> tuple[str, web.StreamResponse | None]:
         """Forward to the engine; returns ("ok" | error text, the client response if started)."""
-        url = f"{self.backend.engine_url(iid)}/v1/completions"
+        url = f"{self.backend.fleet.engine_url(iid)}/v1/completions"
         try:
             async with self.backend.session.post(url, json=body, headers={"X-Request-Id": str(rid)}) as r:
                 if r.status != 200:

@@ -1,29 +1,32 @@
 """Starting engine processes for ``TestbedBackend``: fresh, pre-spawned, local or on a node's Ray agent.
 
-A mixin so the backend module keeps to the seam's verbs. It retries a launch on another port when the
-chosen one turns out to be taken (someone else bound it between our check and the engine's bind), and
-keeps the pool of pre-spawned processes ("worker" starts) topped up.
+``Launcher`` is composed into the backend, not mixed in: it owns the loopback ports (``PortAllocator``)
+and the pool of pre-spawned processes ("worker" starts), and is handed what it reads (settings, engine
+factory, cluster state for model checkpoints and node numbers, the shared id counter that names engines,
+the HTTP session getter), so the backend's verbs keep to the seam. It retries a launch on another port
+when the chosen one turns out to be taken (someone else bound it between our check and the engine's bind).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from warmserve.control.seam import GpuSet
+from warmserve.control.seam import ClusterState, GpuSet
 from warmserve.testbed.engines import EngineError, EngineProcess, PortTaken
+from warmserve.testbed.mechanisms import EngineFactory
+from warmserve.testbed.ports import PortAllocator
+from warmserve.testbed.settings import TestbedSettings
 
 if TYPE_CHECKING:
     import aiohttp
 
-    from warmserve.control.seam import ClusterState
-    from warmserve.testbed.backend import TestbedSettings
-    from warmserve.testbed.mechanisms import EngineFactory
-    from warmserve.testbed.ports import PortAllocator
     from warmserve.testbed.ray_nodes import RayEngineHost
 
 
@@ -34,25 +37,52 @@ class Prespawned:
     cores: str
 
 
-class EngineLauncher:
-    """Launch helpers; mixed into ``TestbedBackend`` (uses its settings, factory, ports and pool)."""
+class Launcher:
+    """Ports, the pre-spawned pool and engine launches of one backend."""
 
-    if TYPE_CHECKING:  # what TestbedBackend provides (declared for the type checker only)
-        settings: TestbedSettings
-        factory: EngineFactory
-        state: ClusterState
-        ports: PortAllocator
-        engine_host: RayEngineHost | None
-        _tmp: Path
-        _pool: list[Prespawned]
+    def __init__(self, settings: TestbedSettings, factory: EngineFactory, state: ClusterState,
+                 ids: Iterator[int], session: Callable[[], aiohttp.ClientSession]) -> None:
+        self.settings = settings
+        self.factory = factory
+        self.state = state  # read only: each model's checkpoint, each slot's node
+        self.ports = PortAllocator(settings.port_first, settings.port_count, factory.host)
+        self.pool: list[Prespawned] = []
+        self.engine_host: RayEngineHost | None = None  # engines live on their node's agent when set
+        self._ids = ids  # shared with the backend's instance ids: names and ids come from one counter
+        self._session = session
+        self._tmp = Path(tempfile.mkdtemp(prefix="warmserve-prespawn-"))
 
-        @property
-        def session(self) -> aiohttp.ClientSession: ...
-        def _name(self, tag: str, model: str) -> str: ...
-        def _cores(self, gpus: GpuSet) -> str: ...
+    def name(self, tag: str, model: str) -> str:
+        return f"{tag}{next(self._ids)}-{model}"
+
+    def cores(self, gpus: GpuSet) -> str:
+        return ",".join(self.settings.slot_cores[g] for g in gpus)
+
+    # ---- the pre-spawned pool ------------------------------------------
+    async def fill_pool(self) -> None:
+        """Fill the pool (waits until each process has imported its engine module)."""
+        for _ in range(self.settings.prespawned_pool):
+            self.pool.append(self._spawn_prespawned())
+        await asyncio.gather(*(self._wait_prespawned(p) for p in self.pool))
+
+    def replenish(self) -> None:
+        """Start one more pre-spawned process in place of one taken."""
+        self.pool.append(self._spawn_prespawned())
+
+    def has_prespawned(self) -> bool:
+        return any(p.ready_file.exists() and p.engine.alive() for p in self.pool)
+
+    def take_prespawned(self) -> Prespawned | None:
+        for i, p in enumerate(self.pool):
+            if p.ready_file.exists() and p.engine.alive():
+                return self.pool.pop(i)
+        return None
+
+    def live_pool(self) -> list[EngineProcess]:
+        return [p.engine for p in self.pool if p.engine.alive()]
 
     def _spawn_prespawned(self) -> Prespawned:
-        name = self._name("p", "pool")
+        name = self.name("p", "pool")
         ready = self._tmp / f"{name}.ready"
         cores = ",".join(self.settings.slot_cores)
         spec = self.factory.prespawn(name, ready, cores)
@@ -69,17 +99,12 @@ class EngineLauncher:
                 raise EngineError("pre-spawned process did not import its module in time")
             await asyncio.sleep(0.1)
 
-    def _take_prespawned(self) -> Prespawned | None:
-        for i, p in enumerate(self._pool):
-            if p.ready_file.exists() and p.engine.alive():
-                return self._pool.pop(i)
-        return None
-
-    async def _launch(self, name: str, model: str, gpus: GpuSet, extra: list[str] | None = None,
-                      prespawned: Prespawned | None = None) -> EngineProcess:
+    # ---- launching and stopping ------------------------------------------
+    async def launch(self, name: str, model: str, gpus: GpuSet, extra: list[str] | None = None,
+                     prespawned: Prespawned | None = None) -> EngineProcess:
         """Start a server for ``model`` on ``gpus`` and wait until healthy (retrying taken ports)."""
         base = self.state.models[model].base
-        cores = self._cores(gpus)
+        cores = self.cores(gpus)
         env_extra = self._engine_env(gpus)
         for attempt in range(self.settings.max_port_retries):
             port = self.ports.acquire()
@@ -110,7 +135,7 @@ class EngineLauncher:
                     self.ports.release(port)
                     continue
             try:
-                await eng.wait_healthy(self.session, self.factory.cfg.startup_timeout_s,
+                await eng.wait_healthy(self._session(), self.factory.cfg.startup_timeout_s,
                                        self.factory.cfg.health_interval_s)
                 return eng
             except PortTaken:
@@ -123,6 +148,15 @@ class EngineLauncher:
                 raise
         raise PortTaken(f"{name}: no usable port after {self.settings.max_port_retries} tries")
 
+    async def stop_all(self, engines: list[EngineProcess]) -> None:
+        """Stop ``engines`` and the pool's processes at once and free their ports (the backend's close)."""
+        engines = engines + [p.engine for p in self.pool]
+        grace = self.factory.cfg.stop_grace_s
+        await asyncio.gather(*(asyncio.to_thread(e.stop, grace) for e in engines))
+        for e in engines:
+            if e.spec.port:
+                self.ports.release(e.spec.port)
+
     def _engine_env(self, gpus: GpuSet) -> dict[str, str]:
         """Per-engine environment beyond the config's: the fake GPU node of stub engines on fake GPUs."""
         if self.settings.fake_gpu_dir is None:
@@ -130,9 +164,6 @@ class EngineLauncher:
         from warmserve.testbed.fake_gpu import ENV
 
         return {ENV: str(fake_gpu_path(self.settings.fake_gpu_dir, self.state.node_of(gpus[0])))}
-
-    def _take_prespawned_peek(self) -> bool:
-        return any(p.ready_file.exists() and p.engine.alive() for p in self._pool)
 
 
 def fake_gpu_path(directory: Path, node: int) -> Path:

@@ -5,7 +5,7 @@ strategy) starts, health-checks and stops engine processes *on its node*
 with the same ``EngineProcess`` code the single-machine testbed uses.
 ``RemoteEngine`` is the controller-side proxy with ``EngineProcess``'s
 interface, so ``TestbedBackend`` drives a remote engine exactly like a local
-one (``engine_host=RayEngineHost(...)``). This mirrors the published system,
+one (``backend.launcher.engine_host = RayEngineHost(...)``). This mirrors the published system,
 where one detached manager actor owns per-GPU worker actors (docs/reference.md §1.1),
 but keeps engines per node rather than all on the head node (docs/reference.md §10.10).
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import os
 import signal
 import tempfile
@@ -32,13 +31,15 @@ from warmserve.control.controller import Controller
 from warmserve.control.features import BackendFeatures
 from warmserve.control.seam import ModelSpec
 from warmserve.errors import InputError
-from warmserve.metrics.schema import REQUEST_COLUMNS, TIMELINE_COLUMNS, UTILIZATION_COLUMNS, conform
+from warmserve.hardware import load_profile
+from warmserve.metrics.schema import REQUEST_COLUMNS, UTILIZATION_COLUMNS, conform
 from warmserve.run.protocol import ReplayInfo
-from warmserve.testbed.backend import TestbedBackend, TestbedSettings
+from warmserve.testbed.backend import TestbedBackend
 from warmserve.testbed.clock import WallClock
 from warmserve.testbed.fake_gpu import FakeGpuNode, FakeNvml
 from warmserve.testbed.frontdoor import FrontDoor
 from warmserve.testbed.gpu_engine import (
+    PROFILE_FLAGS,
     GpuEngineSettings,
     check_no_second_copy,
     profile_engine_args,
@@ -47,6 +48,7 @@ from warmserve.testbed.hostpin import host_cpus, pin_host, warm_page_cache
 from warmserve.testbed.launcher import fake_gpu_path
 from warmserve.testbed.mechanisms import EngineConfig, EngineFactory
 from warmserve.testbed.replay import ClientRecord, replay_open_loop, request_log
+from warmserve.testbed.settings import TestbedSettings
 from warmserve.testbed.utilization import NvmlSampler, ProcessSampler, load_nvml
 
 
@@ -59,14 +61,15 @@ class RunnableTestbed(TestbedBackend):
     """The testbed as the runner sees it. Keyword arguments come from ``configs/backend/testbed*.yaml``."""
 
     def __init__(self, *, models: dict[str, ModelSpec], cluster: Any, hardware: Any,
-                 features: BackendFeatures | None = None, seed: int = 0, device: str = "cpu",
-                 host: str = "127.0.0.1", engine: dict, slots: dict, prewarm: dict, ports: dict,
-                 checkpoint_dir: str = ".cache/models", log_dir: str = "outputs/testbed-logs",
-                 frontdoor_port: int = 0, request_timeout_s: float = 600.0, max_retries: int = 1,
-                 prompt_vocab: int = 4096, utilization_interval_s: float = 1.0,
+                 features: BackendFeatures | None = None, seed: int = 0, device: str,
+                 host: str, engine: dict, slots: dict, prewarm: dict, ports: dict,
+                 checkpoint_dir: str, log_dir: str,
+                 frontdoor_port: int, request_timeout_s: float, max_retries: int,
+                 prompt_vocab: int, utilization_interval_s: float,
                  setup_ready: bool = False, label: str = "", gpu: dict | None = None,
-                 fake_gpu: bool = False, host_cores: str | None = None, warm_page_cache: bool = False,
+                 fake_gpu: bool = False, host_cores: str | None, warm_page_cache: bool,
                  **_: Any) -> None:
+        # every key of configs/backend/testbed.yaml is required here: the YAML is its one home
         self.features = features or BackendFeatures()
         nodes, gpn = int(cluster["nodes"]), int(cluster["gpus_per_node"])
         cores = [str(c) for c in slots["cores"]]
@@ -80,9 +83,9 @@ class RunnableTestbed(TestbedBackend):
             if engine.get("needs_checkpoint", True) and not (ckpt / spec.base / "config.json").is_file():
                 raise InputError(f"backend.checkpoint_dir: no checkpoint {ckpt / spec.base} (make it with "
                                  f"python -m warmserve.testbed.tiny_models --out {checkpoint_dir} --sizes {spec.base})")
-        mem_util = float(hardware.get("gpu_mem_utilization", 1.0))
+        hw = load_profile(hardware)  # the one typed profile the twin and the policies also read
         engine_cfg = EngineConfig.from_cfg(dict(engine))
-        hw_engine = dict(hardware["engine"])
+        hw_engine = {key: getattr(hw.engine, key) for key in PROFILE_FLAGS}
         check_no_second_copy(engine_cfg.args, device, hw_engine)
         gpu_settings = None
         if device == "cuda":
@@ -90,9 +93,9 @@ class RunnableTestbed(TestbedBackend):
                 raise InputError("backend.gpu: device cuda needs context_bytes and activation_bytes "
                                  "(configs/backend/testbed-gpu.yaml)")
             gpu_settings = GpuEngineSettings(
-                device_bytes=int(hardware["gpu_mem_bytes"]), context_bytes=int(gpu["context_bytes"]),
+                device_bytes=hw.gpu_mem_bytes, context_bytes=int(gpu["context_bytes"]),
                 activation_bytes=int(gpu["activation_bytes"]), profile_args=tuple(profile_engine_args(hw_engine)),
-                kv_block_tokens=int(hw_engine["kv_block_tokens"]), max_model_len=int(hw_engine["max_model_len"]))
+                kv_block_tokens=hw.engine.kv_block_tokens, max_model_len=hw.engine.max_model_len)
         fake_dir = None
         if fake_gpu:
             if gpu_settings is None:
@@ -103,15 +106,14 @@ class RunnableTestbed(TestbedBackend):
                                  gpu_settings.device_bytes, gpu_settings.context_bytes, gpu_settings.activation_bytes)
         settings = TestbedSettings(
             device=device, slot_cores=cores,
-            capacity_bytes=int(int(hardware["gpu_mem_bytes"]) * mem_util),
+            capacity_bytes=hw.pool_bytes,
             max_engines=int(slots["max_engines"]),
             prespawned_pool=int(prewarm["prespawned_pool"]) if self.features.worker_pool else 0,
-            sleep_level=int(prewarm.get("sleep_level", 1)),
-            kv_block_tokens=int(hw_engine["kv_block_tokens"]),
+            sleep_level=int(prewarm["sleep_level"]),
+            kv_block_tokens=hw.engine.kv_block_tokens,
             kv_cache_bytes=int(kv) if (kv := engine_cfg.flag("--kv-cache-memory-bytes")) else None,
-            port_first=int(ports["first"]), port_count=int(ports["count"]),
+            port_first=int(ports["first"]), port_count=int(ports["count"]), max_port_retries=int(ports["retries"]),
             adopt_replicas=self.features.memory_switching,
-            keep_weights_on_stop=self.features.keep_weights_on_stop,
             gpu=gpu_settings, fake_gpu_dir=fake_dir,
         )
         # one folder of engine logs per run, so logs of different runs never mix
@@ -120,7 +122,7 @@ class RunnableTestbed(TestbedBackend):
         super().__init__(settings, factory, models, nodes, gpn, WallClock())
         self.host = host
         self.seed = seed
-        self.hardware_name = str(hardware.get("name", "?"))
+        self.hardware_name = hw.name
         self.frontdoor_port = frontdoor_port
         self.request_timeout_s = request_timeout_s
         self.max_retries = max_retries
@@ -145,7 +147,7 @@ class RunnableTestbed(TestbedBackend):
     def _make_sampler(self) -> ProcessSampler | NvmlSampler:
         """CPU: process trees (psutil). GPU: NVML, indexed by each slot's GPU id (fake GPUs: their registry)."""
         if self.settings.device != "cuda":
-            return ProcessSampler(self.engine_pids, {g: len(c.split(",")) for g, c in
+            return ProcessSampler(self.fleet.engine_pids, {g: len(c.split(",")) for g, c in
                                                      enumerate(self.settings.slot_cores)},
                                   self.clock.now, self.util_interval_s)
         gpn = self.state.gpus_per_node
@@ -156,7 +158,7 @@ class RunnableTestbed(TestbedBackend):
         else:
             nvmls = [load_nvml()] * self.state.nodes
         devices = {g: (nvmls[g // gpn], int(c)) for g, c in enumerate(self.settings.slot_cores)}
-        return NvmlSampler(self.engine_gpus, devices, self.clock.now, self.util_interval_s)
+        return NvmlSampler(self.fleet.engine_gpus, devices, self.clock.now, self.util_interval_s)
 
     # ---- the runnable protocol -----------------------------------------
     def replay(self, workload: pd.DataFrame, controller: Controller, until_s: float, *,
@@ -246,16 +248,7 @@ class RunnableTestbed(TestbedBackend):
         return self._requests[keep].copy() if len(self._requests) else pd.DataFrame(columns=keep)
 
     def timeline(self) -> pd.DataFrame:
-        rows = []
-        for e in self.timeline_rows:
-            rows.append({"t_s": e["t_s"], "kind": e["kind"], "model": e["model"] or "",
-                         "instance_id": -1 if e["instance_id"] is None else e["instance_id"],
-                         "gpus": e["gpus"] or "", "bytes": int(e["bytes"] or 0), "blocks": 0,
-                         "start_kind": e["start_kind"] or "",
-                         "detail": "; ".join(str(x) for x in (e["mechanism"], e["detail"]) if x),
-                         "mean": math.nan, "peak": math.nan})
-        df = pd.DataFrame(rows, columns=list(TIMELINE_COLUMNS))
-        return conform(df, TIMELINE_COLUMNS, "testbed timeline")
+        return self.events.frame()
 
     def utilization(self, interval_s: float) -> pd.DataFrame:
         """Per slot per sample: measured CPU busy fraction; bytes from the backend's accounting at

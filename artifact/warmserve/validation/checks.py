@@ -4,7 +4,7 @@
 built or written and raise ``InputError('<key>: <what is wrong>')``. They
 check, in order: the typed schema (``schema``), the source block against its
 own schema, the ``_target_`` blocks against their classes (``targets``), the
-hardware profile (the twin's loader, ``warmserve.sim.profile.load_profile``),
+hardware profile (its typed loader, ``warmserve.hardware.load_profile``),
 and the cross-field rules: every model fits its GPUs, TP <= GPUs per node,
 the replay fits the sampled hour.
 """
@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from warmserve.config import load_yaml, model_specs
 from warmserve.control.features import BackendFeatures
 from warmserve.errors import InputError
+from warmserve.hardware import check_models_fit, load_profile
 from warmserve.validation import schema
 from warmserve.validation.report import first_error
 from warmserve.validation.targets import check_target
@@ -110,11 +111,6 @@ def check_run(cfg: Any, *, with_workload: bool = True) -> schema.Run:
     check_target(run.system.policy, "system.policy")
     BackendFeatures.from_config(run.system.features)
     check_target(run.backend, "backend", BACKEND_SUPPLIED)
-    from warmserve.sim.profile import (  # the twin's profile loader is the schema
-        check_models_fit,
-        load_profile,
-    )
-
     hw = load_profile(run.hardware)
     mix = run.models if run.models is not None else (wl.models if wl is not None else None)
     if mix is not None:

@@ -7,7 +7,7 @@ a number, ``maybe`` is not a boolean, ``1.5`` is not an integer), reject
 ``inf``/``nan`` and forbid unknown keys (the error lists the valid ones).
 
 Groups that are free-form by design are not closed here: the hardware
-profile is checked by the twin's own loader (``warmserve.sim.profile``, which
+profile is checked by its typed loader (``warmserve.hardware``, which
 other code extends with new lifecycle keys), and ``system.policy`` /
 ``backend`` / forecasters by the signature of the class their ``_target_``
 names (``warmserve.validation.targets``).
@@ -213,7 +213,7 @@ class Run(Strict):
     slo: Slo
     workload: dict[str, Any] | None = None  # checked as Workload (None: a test or driver passes its own)
     cluster: Cluster
-    hardware: dict[str, Any]  # free-form here; checked by warmserve.sim.profile.load_profile
+    hardware: dict[str, Any]  # free-form here; checked by warmserve.hardware.load_profile
     backend: dict[str, Any]  # checked against its _target_'s constructor
     system: System
     # keys of the experiment presets (configs/experiment/_base.yaml)

@@ -9,6 +9,8 @@ it is added to the constructor, with no second list to keep in step.
 Type hints do not carry ranges, so ranges come from ``RANGES`` by parameter
 name (the same name means the same quantity in every policy). An interval of
 0 would make a policy tick forever at the same instant, so intervals are > 0.
+Parameters naming a pluggable strategy (``CHOICES``) accept exactly the names
+registered in its registry.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from typing import Annotated, Any
 from hydra.utils import get_class
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 
+from warmserve.control.launch import LAUNCH_RULES
+from warmserve.control.placement import PLACEMENTS
+from warmserve.control.registry import Registry
 from warmserve.errors import InputError
 from warmserve.validation.report import first_error
 
@@ -41,6 +46,9 @@ RANGES: dict[str, Any] = {
     "host_cache_bytes": _NON_NEGATIVE, "scale_out": _FRACTION, "scale_in": _FRACTION, "decay": Field(gt=0, le=1),
     "min_kv_fraction": Field(ge=0, lt=1), "seed": _NON_NEGATIVE, "max_retries": _NON_NEGATIVE,
 }
+# Parameter name -> the registry of strategies it names: the config may hold exactly the registered names
+# (a strategy registered anywhere is accepted here with no second list).
+CHOICES: dict[str, Registry[Any]] = {"placement": PLACEMENTS, "launch_rule": LAUNCH_RULES}
 _STRICT = ConfigDict(strict=True, allow_inf_nan=False, arbitrary_types_allowed=True)
 
 
@@ -114,6 +122,8 @@ def check_target(cfg: Mapping[str, Any], key: str, supplied: frozenset[str] = fr
             raise first_error(exc, where, use_loc=False) from None
         except Exception:  # a hint pydantic cannot build a validator for: leave it to the constructor
             continue
+        if name in CHOICES and value not in CHOICES[name].names():
+            raise InputError(f"{where}: unknown '{value}'; choose one of {list(CHOICES[name].names())}")
     for name, p in params.items():
         required = p.default is p.empty and p.kind is not p.VAR_KEYWORD
         if required and name not in cfg and name not in supplied and name != "inputs":

@@ -86,13 +86,6 @@ def _group_max(out: np.ndarray, groups: np.ndarray, values: np.ndarray) -> None:
     out[groups[starts]] = np.maximum.reduceat(values, starts)
 
 
-def n_windows_week(window_s: float, days: int = 7) -> int:
-    n = DAY_S * days / window_s
-    if abs(n - round(n)) > 1e-9 or DAY_S % window_s:
-        raise InputError(f"window_s={window_s} must divide a day (86400 s)")
-    return int(round(n))
-
-
 def scale_factor(n: int, rows: int, dup: int, prior_scaling: str) -> float:
     """Sampling ratio applied to source-trace load (without the 1/day average)."""
     if prior_scaling == "published":

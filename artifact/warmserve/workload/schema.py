@@ -110,6 +110,3 @@ def as_priors(df: pd.DataFrame) -> pd.DataFrame:
 def as_week_load(df: pd.DataFrame) -> pd.DataFrame:
     return _coerce(df, WEEK_LOAD_COLUMNS, "week_load")
 
-
-def empty_requests() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series([], dtype="object" if t == "str" else t) for c, t in REQUEST_COLUMNS.items()})
