@@ -22,6 +22,7 @@ from warmserve.run.execute import build, load_workload
 class StopThenPrewarm(SystemPolicy):
     """Setup: an instance of ``a`` on GPU 0. First tick: stop it and prewarm ``c`` on GPU 0 (the plan
     counts on GPU 0 being free after the stop). Waiting requests of ``b`` may launch on any free GPU."""
+    instance_capacity = 32  # a test policy: the published BATCH_SIZE
 
     tick_interval_s = 1.0
 

@@ -41,7 +41,7 @@ def test_unknown_probe_kind_is_rejected() -> None:
     from warmserve.control.probe import ProbePolicy
 
     with pytest.raises(ValueError, match="probe kind"):
-        ProbePolicy(inputs=None, kind="lukewarm")  # type: ignore[arg-type]
+        ProbePolicy(inputs=None, kind="lukewarm", capacity=32, tick_interval_s=0.5)  # type: ignore[arg-type]
 
 
 def test_sleep_mode_probe_wakes_by_the_fixed_part_and_a_copy(tmp_path: Path) -> None:

@@ -22,6 +22,8 @@ A100_PREFILL_TP1, A100_DECODE_TP1 = 0.709, 0.321  # configs/hardware/a100-80gb.y
 
 
 class Starts(SystemPolicy):
+    tick_interval_s = 0.5  # a test policy: the published control-loop period
+    instance_capacity = 32  # a test policy: the published BATCH_SIZE
     def __init__(self, starts) -> None:
         self.starts = starts
 

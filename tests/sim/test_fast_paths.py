@@ -171,6 +171,8 @@ def test_utilization_of_a_run_without_requests() -> None:
     from warmserve.sim.backend import SimBackend
 
     class One(SystemPolicy):
+        tick_interval_s = 0.5  # a test policy: the published control-loop period
+        instance_capacity = 32  # a test policy: the published BATCH_SIZE
         def setup(self, ctx):
             return [StartInstance("m7a", (0,))]
 

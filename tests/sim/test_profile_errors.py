@@ -91,6 +91,8 @@ def test_fit_check_matches_what_a_start_needs(extra_blocks: float, fits: bool) -
     b = _make(hw, models=spec)
 
     class StartOne(SystemPolicy):
+        tick_interval_s = 0.5  # a test policy: the published control-loop period
+        instance_capacity = 32  # a test policy: the published BATCH_SIZE
         def setup(self, ctx: PolicyContext) -> list[Command]:
             return [StartInstance("m", (0,))]
 

@@ -19,6 +19,7 @@ from warmserve.control.seam import CapacityError, Command, InstancePhase, StartI
 
 class ChaosPolicy(SystemPolicy):
     name = "chaos"
+    instance_capacity = 32  # a test policy: the published BATCH_SIZE
 
     def __init__(self, backend, seed: int, tick_interval_s: float = 0.7, setup_starts: int = 1) -> None:
         self.b = backend

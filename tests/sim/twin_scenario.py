@@ -153,6 +153,8 @@ def parquet_bytes(df: pd.DataFrame) -> bytes:
 class Fixed(SystemPolicy):
     """Start the given instances at setup; launch a model on ``launch`` GPUs on demand if given
     (unit tests of the twin's start paths, shared by test_twin_units and test_lifecycle)."""
+    tick_interval_s = 0.5  # a test policy: the published control-loop period
+    instance_capacity = 32  # a test policy: the published BATCH_SIZE
 
     def __init__(self, starts, launch=None) -> None:
         self.starts = starts

@@ -57,6 +57,7 @@ class MuxServePolicy(SystemPolicy):
         inputs: PolicyInputs,
         *,
         capacity: int,
+        tick_interval_s: float,
         min_kv_fraction: float,
         mesh_sizes: Sequence[int],
         decode_share_grid: Sequence[float],
@@ -80,6 +81,7 @@ class MuxServePolicy(SystemPolicy):
         self.inputs = inputs
         self.specs = inputs.models
         self.instance_capacity = capacity
+        self.tick_interval_s = tick_interval_s
         self.rate = rate
         hw = inputs.hardware
         if hw is None:

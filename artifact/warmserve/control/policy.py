@@ -88,8 +88,9 @@ class SystemPolicy:
     """Base class: a system that never scales (override what the system decides)."""
 
     name: str = "base"
-    tick_interval_s: float = 0.5
-    instance_capacity: int = 32  # requests per instance for routing (reference BATCH_SIZE)
+    # set by every subclass from its configs/system/*.yaml (no default here to shadow the YAML)
+    tick_interval_s: float  # controller tick period
+    instance_capacity: int  # requests per instance for routing (reference BATCH_SIZE)
 
     def setup(self, ctx: PolicyContext) -> list[Command]:
         return []

@@ -31,11 +31,13 @@ class ProbePolicy(SystemPolicy):
 
     name = "probe"
 
-    def __init__(self, inputs: PolicyInputs, kind: str) -> None:
+    def __init__(self, inputs: PolicyInputs, kind: str, *, capacity: int, tick_interval_s: float) -> None:
         """``inputs`` is the instantiate contract; the probe stages from the live ClusterState only."""
         if kind not in KINDS:
             raise ValueError(f"probe kind must be one of {KINDS}, got '{kind}'")
         self.kind = kind
+        self.instance_capacity = capacity
+        self.tick_interval_s = tick_interval_s
         self.name = f"probe_{kind}"
 
     def _disjoint_placement(self, ctx: PolicyContext) -> list[tuple[str, GpuSet]]:

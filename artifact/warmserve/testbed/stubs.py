@@ -25,6 +25,8 @@ class LaunchOnIdle(SystemPolicy):
     (a prewarmed start); other replicas there are evicted by the backend. No scale-in."""
 
     name = "launch-on-idle"
+    tick_interval_s = 0.5  # a stub policy: the published control-loop period
+    instance_capacity = 32  # a stub policy: the published BATCH_SIZE
 
     def launch_for(self, model: str, ctx: PolicyContext) -> StartInstance | None:
         idle = [g for g in ctx.state.gpus if g.idle]
@@ -39,6 +41,7 @@ class ScriptedPolicy(SystemPolicy):
     triggers; ``stop_idle`` stops idle instances (keeping weights if ``stop_keep``)."""
 
     name = "scripted"
+    instance_capacity = 32  # a stub policy: the published BATCH_SIZE
     tick_interval_s = 0.1
 
     def __init__(self, setup: list, launch: dict | None = None, stop_idle: bool = False,
