@@ -22,6 +22,8 @@ Conventions
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -125,6 +127,18 @@ def constant_categorical(value: str, n: int) -> pd.Categorical:
 
 def gpus_str(gpus: tuple[int, ...] | list[int] | None) -> str:
     return "" if not gpus else ",".join(str(g) for g in gpus)
+
+
+TimelineRow = tuple[float, str, str, int, str, int, int, str, str, float, float]
+"""One timeline row, its fields in ``TIMELINE_COLUMNS`` order."""
+
+
+def timeline_row(t_s: float, kind: str, model: str = "", instance_id: int = -1, gpus: str = "", nbytes: int = 0,
+                 blocks: int = 0, start_kind: str = "", detail: str = "", mean: float = math.nan,
+                 peak: float = math.nan) -> TimelineRow:
+    """The one constructor of a timeline row (the twin's events, the testbed's, the runner's forecasts), so
+    the row shape is written once; the defaults are the schema's "not applicable" values, not settings."""
+    return (t_s, kind, model, instance_id, gpus, nbytes, blocks, start_kind, detail, mean, peak)
 
 
 def empty(columns: dict[str, str]) -> pd.DataFrame:

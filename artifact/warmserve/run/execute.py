@@ -51,7 +51,7 @@ from warmserve.control.policy import PolicyInputs
 from warmserve.control.seam import ModelSpec
 from warmserve.errors import InputError
 from warmserve.hardware import load_profile
-from warmserve.metrics.schema import constant_categorical
+from warmserve.metrics.schema import TimelineRow, constant_categorical, timeline_row
 from warmserve.metrics.summary import summarize
 from warmserve.metrics.writers import write_run
 from warmserve.run.progress import Progress
@@ -206,7 +206,7 @@ def run_replay(cfg: DictConfig, w: Workload) -> Path:
     if drain_s < 0 or window_s <= 0:
         raise InputError("drain_s must be >= 0 and window_s > 0")
     until = replay_s + drain_s
-    forecasts: list[tuple] = []
+    forecasts: list[TimelineRow] = []
 
     # The policy closes a window on its first tick at or after the boundary; record one tick
     # later so the logged forecast is the one made for the new window (not the old one).
@@ -216,7 +216,7 @@ def run_replay(cfg: DictConfig, w: Workload) -> Path:
         snap = policy.forecast_snapshot()
         t = backend.clock.now()
         for model, (mean, peak) in snap.items():
-            forecasts.append((t, "forecast", model, -1, "", 0, 0, "", "", float(mean), float(peak)))
+            forecasts.append(timeline_row(t, "forecast", model, mean=float(mean), peak=float(peak)))
         nxt = (math.floor(t / window_s) + 1) * window_s + lag_s
         if nxt <= until:
             backend.clock.call_later(nxt - t, record_forecast)

@@ -49,7 +49,7 @@ from warmserve.control.seam import (
     ReplicaState,
     min_kv_blocks,
 )
-from warmserve.metrics.schema import gpus_str
+from warmserve.metrics.schema import gpus_str, timeline_row
 from warmserve.run.protocol import ReplayInfo
 from warmserve.sim.events import EventLoop
 from warmserve.sim.instance import Instance
@@ -126,8 +126,8 @@ class SimBackend(Backend):
     # ---- helpers -------------------------------------------------------------
     def _tl(self, kind: str, model: str = "", iid: int = -1, gpus: GpuSet = (), nbytes: int = 0, blocks: int = 0,
             start_kind: str = "", detail: str = "") -> None:
-        self.timeline_rows.append((self.loop.t, kind, model, iid, gpus_str(gpus), nbytes, blocks, start_kind,
-                                   detail, math.nan, math.nan))
+        self.timeline_rows.append(timeline_row(self.loop.t, kind, model, iid, gpus_str(gpus), nbytes, blocks,
+                                               start_kind, detail))
 
     def _slow(self, inst: Instance) -> tuple[float, float]:
         """(prefill, decode) iteration-time factors of ``inst`` from its SM share and its GPUs' load."""

@@ -19,6 +19,7 @@ from warmserve.metrics.schema import (
     REQUEST_COLUMNS,
     TIMELINE_COLUMNS,
     UTILIZATION_COLUMNS,
+    TimelineRow,
     conform,
     constant_categorical,
     gpus_str,
@@ -48,7 +49,7 @@ class TwinRecord:
     mem_cat: array
     mem_delta: array
     starts: dict[int, Start] = field(default_factory=dict)
-    timeline_rows: list[tuple] = field(default_factory=list)
+    timeline_rows: list[TimelineRow] = field(default_factory=list)
     seg_inst: array = field(default_factory=lambda: array("q"))
     seg_t0: array = field(default_factory=lambda: array("d"))
     seg_t1: array = field(default_factory=lambda: array("d"))

@@ -1,16 +1,16 @@
 """The testbed's timeline: events of docs/design.md §4 (plus each start's mechanism) as they happen.
 
-Rows are recorded as plain dicts on the wall clock while the backend acts and become the
-runner's timeline frame only at the end, so recording costs the loop next to nothing.
+Rows are recorded as plain dicts on the wall clock while the backend acts (they carry each start's
+mechanism beside its detail) and become the runner's timeline frame only at the end, so recording costs
+the loop next to nothing; the frame's rows are made by the one ``metrics.schema.timeline_row``, as the
+twin's are.
 """
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 
-from warmserve.metrics.schema import TIMELINE_COLUMNS, conform
+from warmserve.metrics.schema import TIMELINE_COLUMNS, conform, timeline_row
 from warmserve.testbed.clock import WallClock
 
 
@@ -31,13 +31,9 @@ class TimelineLog:
 
     def frame(self) -> pd.DataFrame:
         """The rows in the runner's ``TIMELINE_COLUMNS`` (mechanism and detail joined into ``detail``)."""
-        rows = []
-        for e in self.rows:
-            rows.append({"t_s": e["t_s"], "kind": e["kind"], "model": e["model"] or "",
-                         "instance_id": -1 if e["instance_id"] is None else e["instance_id"],
-                         "gpus": e["gpus"] or "", "bytes": int(e["bytes"] or 0), "blocks": 0,
-                         "start_kind": e["start_kind"] or "",
-                         "detail": "; ".join(str(x) for x in (e["mechanism"], e["detail"]) if x),
-                         "mean": math.nan, "peak": math.nan})
+        rows = [timeline_row(e["t_s"], e["kind"], e["model"] or "", -1 if e["instance_id"] is None else e["instance_id"],
+                             e["gpus"] or "", int(e["bytes"] or 0), 0, e["start_kind"] or "",
+                             "; ".join(str(x) for x in (e["mechanism"], e["detail"]) if x))
+                for e in self.rows]
         df = pd.DataFrame(rows, columns=list(TIMELINE_COLUMNS))
         return conform(df, TIMELINE_COLUMNS, "testbed timeline")
