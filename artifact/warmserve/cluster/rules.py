@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from warmserve.control.seam import CapacityError, ClusterState, GpuSet, ModelSpec, StartKind
+from warmserve.control.seam import CapacityError, ClusterState, GpuSet, ModelSpec, StartKind, min_kv_blocks
 
 COLOCATION_SLACK = 1e-9
 """Float slack when summing instances' ``mem_fraction`` on a GPU (three thirds must fit in one)."""
@@ -78,6 +78,19 @@ def kv_blocks_for_share(spec: ModelSpec, pool_bytes: int, mem_fraction: float, b
     if kv_cache_bytes is not None:
         blocks = min(blocks, kv_cache_bytes // bb)
     return blocks
+
+
+def kv_bytes_for_share(spec: ModelSpec, pool_bytes: int, mem_fraction: float, kv_cache_bytes: int | None) -> int:
+    """KV bytes per GPU an engine allocates from its share beside its weights (capped by a fixed KV
+    cache when it is given one); 0 when the share does not even hold the weights."""
+    kv = max(0, share_bytes(pool_bytes, mem_fraction) - spec.bytes_per_gpu)
+    return kv if kv_cache_bytes is None else min(kv, kv_cache_bytes)
+
+
+def check_kv_blocks(model: str, mem_fraction: float, blocks: int, max_model_len: int, block_tokens: int) -> None:
+    """A start must leave room for one ``max_model_len`` sequence (vLLM refuses to start otherwise)."""
+    if blocks < min_kv_blocks(max_model_len, block_tokens):
+        raise CapacityError(f"start {model}: mem_fraction {mem_fraction} leaves {max(blocks, 0)} KV blocks")
 
 
 def start_kind(*, warm: bool, adopts: bool, take_worker: Callable[[], bool]) -> StartKind:

@@ -33,7 +33,14 @@ from typing import Any
 import pandas as pd
 
 from warmserve.cluster.book import ClusterBook
-from warmserve.cluster.rules import check_gpus, check_prewarm, check_start, kv_block_bytes, kv_blocks_for_share
+from warmserve.cluster.rules import (
+    check_gpus,
+    check_kv_blocks,
+    check_prewarm,
+    check_start,
+    kv_block_bytes,
+    kv_blocks_for_share,
+)
 from warmserve.control.features import BackendFeatures
 from warmserve.control.mps import oversubscription
 from warmserve.control.seam import (
@@ -47,7 +54,6 @@ from warmserve.control.seam import (
     InstanceState,
     ModelSpec,
     ReplicaState,
-    min_kv_blocks,
 )
 from warmserve.metrics.schema import gpus_str, timeline_row
 from warmserve.run.protocol import ReplayInfo
@@ -189,8 +195,7 @@ class SimBackend(Backend):
         # the engine may be given a fixed KV cache (--kv-cache-memory-bytes)
         blocks = kv_blocks_for_share(spec, st_all.gpus[gs[0]].capacity_bytes, mem_fraction, lim.kv_block_tokens,
                                      lim.kv_cache_bytes)
-        if blocks < min_kv_blocks(lim.max_model_len, lim.kv_block_tokens):
-            raise CapacityError(f"start {model}: mem_fraction {mem_fraction} leaves {max(blocks, 0)} KV blocks")
+        check_kv_blocks(model, mem_fraction, blocks, lim.max_model_len, lim.kv_block_tokens)
         iid = self._next_iid
         job = self.residency.claim(iid, spec, gs, reuse, blocks * bb)
         self._next_iid += 1

@@ -48,10 +48,12 @@ import aiohttp
 from warmserve.cluster.book import ClusterBook
 from warmserve.cluster.rules import (
     check_gpus,
+    check_kv_blocks,
     check_prewarm,
     check_start,
     kv_block_bytes,
     kv_blocks_for_share,
+    kv_bytes_for_share,
     share_bytes,
     start_kind,
 )
@@ -178,6 +180,10 @@ class TestbedBackend(Backend):
         if plan is not None and plan.kv_bytes < self.gpu.min_kv(model):
             raise CapacityError(f"{model}: a share of {per_gpu} B per GPU leaves {plan.kv_bytes} B of KV cache, "
                                 f"less than one max_model_len sequence needs ({self.gpu.min_kv(model)} B)")
+        if plan is None:  # CPU: the same rule as the twin's
+            check_kv_blocks(model, mem_fraction, kv_blocks_for_share(
+                spec, self.settings.capacity_bytes, mem_fraction, self.settings.kv_block_tokens,
+                self.settings.kv_cache_bytes), self.settings.max_model_len, self.settings.kv_block_tokens)
         standby = self.fleet.standby.get((model, gpus)) if self.settings.adopt_replicas else None
         if standby is not None and plan is not None and standby.kv_bytes > plan.kv_bytes:
             standby = None  # its KV cache, fixed at its start, is larger than this instance's share
@@ -202,11 +208,9 @@ class TestbedBackend(Backend):
             kv_bytes = standby.kv_bytes if standby is not None else plan.kv_bytes
             blocks = kv_bytes // bb
         else:  # what the engine really allocates from its share (capped by a fixed KV cache, if given)
-            blocks = max(0, kv_blocks_for_share(spec, self.settings.capacity_bytes, mem_fraction,
-                                                self.settings.kv_block_tokens, self.settings.kv_cache_bytes))
-            kv_bytes = max(0, per_gpu - spec.bytes_per_gpu)
-            if self.settings.kv_cache_bytes is not None:
-                kv_bytes = min(kv_bytes, self.settings.kv_cache_bytes)
+            blocks = kv_blocks_for_share(spec, self.settings.capacity_bytes, mem_fraction,
+                                         self.settings.kv_block_tokens, self.settings.kv_cache_bytes)
+            kv_bytes = kv_bytes_for_share(spec, self.settings.capacity_bytes, mem_fraction, self.settings.kv_cache_bytes)
         inst = InstanceState(instance_id=iid, model=model, gpus=gpus, phase=InstancePhase.STARTING,
                              start_kind=kind, created_s=now, kv_blocks_total=blocks,
                              mem_fraction=mem_fraction)

@@ -110,7 +110,7 @@ class RunnableTestbed(TestbedBackend):
             max_engines=int(slots["max_engines"]),
             prespawned_pool=int(prewarm["prespawned_pool"]) if self.features.worker_pool else 0,
             sleep_level=int(prewarm["sleep_level"]),
-            kv_block_tokens=hw.engine.kv_block_tokens,
+            kv_block_tokens=hw.engine.kv_block_tokens, max_model_len=hw.engine.max_model_len,
             kv_cache_bytes=int(kv) if (kv := engine_cfg.flag("--kv-cache-memory-bytes")) else None,
             port_first=int(ports["first"]), port_count=int(ports["count"]), max_port_retries=int(ports["retries"]),
             adopt_replicas=self.features.memory_switching,

@@ -24,6 +24,7 @@ class TestbedSettings:
     sleep_level: int  # GPU sleep mode level used by evict (prewarm.sleep_level)
     adopt_replicas: bool  # features.memory_switching: a start may adopt a standby/sleeping engine
     kv_block_tokens: int  # the hardware profile's engine.kv_block_tokens
+    max_model_len: int  # the hardware profile's engine.max_model_len (a start must fit one such sequence)
     kv_cache_bytes: int | None  # the engines' fixed KV cache (--kv-cache-memory-bytes); None = sized by share
     gpu: GpuEngineSettings | None  # device: cuda: how engines are sized (None on the CPU)
     fake_gpu_dir: Path | None  # stub engines on fake GPUs: one registry per node here (None = real GPUs/CPU)
