@@ -54,7 +54,8 @@ def specs(n: int, rng: np.random.Generator) -> dict[str, ModelSpec]:
     for i in range(n):
         base = rng.choice(list(BASES), p=[0.6, 0.3, 0.1])
         ck = load_yaml("model", str(base))
-        out[f"m{i:03d}"] = ModelSpec(f"m{i:03d}", str(base), int(ck.tp), int(ck.weight_bytes), int(ck.kv_bytes_per_token))
+        out[f"m{i:03d}"] = ModelSpec(f"m{i:03d}", str(base), int(ck.tp), int(ck.weight_bytes),
+                                     int(ck.kv_bytes_per_token))
     return out
 
 
@@ -97,7 +98,8 @@ def priors(models: dict[str, ModelSpec], rng: np.random.Generator) -> pd.DataFra
         scale = float(rng.lognormal(3.0, 1.0))
         for w in range(12):
             mean = scale * (1 + 0.3 * np.sin(w / 2))
-            rows.append({"model": m, "window": w, "prior_mean": mean, "prior_peak": mean * float(rng.uniform(1.2, 2.5))})
+            rows.append({"model": m, "window": w, "prior_mean": mean,
+                         "prior_peak": mean * float(rng.uniform(1.2, 2.5))})
     return pd.DataFrame(rows)
 
 

@@ -44,13 +44,15 @@ def generate(path: Path, rows: int) -> None:
     t = time.perf_counter()
     us, ctx, gen, info = synthetic.synthesize(cfg)
     synthetic.write_azure_csv(path, us, ctx, gen)
-    print(json.dumps({"generated_rows": int(len(us)), "csv_bytes": path.stat().st_size, "generate_s": round(time.perf_counter() - t, 1)}))
+    print(json.dumps({"generated_rows": int(len(us)), "csv_bytes": path.stat().st_size,
+                      "generate_s": round(time.perf_counter() - t, 1)}))
 
 
 def build(path: Path) -> None:
     from warmserve.workload.api import build_workload
 
-    cfg = {"source": {"name": "azure2024", "path": str(path), "cache": False}, "models": "paper4", "alpha": 2, "rps": 1, "seed": 42}
+    cfg = {"source": {"name": "azure2024", "path": str(path), "cache": False}, "models": "paper4", "alpha": 2,
+           "rps": 1, "seed": 42}
     t = time.perf_counter()
     bundle = build_workload(cfg)
     wall = time.perf_counter() - t
@@ -91,7 +93,8 @@ def main() -> None:
                 check=True, capture_output=True, text=True,
             ).stdout.strip().splitlines()[-1]
             print(f"{child}: {out}")
-        print(f"load average (1/5/15 min): {os.getloadavg()} on {os.cpu_count()} CPUs (shared machine: other work inflates wall time)")
+        print(f"load average (1/5/15 min): {os.getloadavg()} on {os.cpu_count()} CPUs "
+              "(shared machine: other work inflates wall time)")
         print("target: load + recipe + history <= 60 s, peak RSS <= 8 GB")
     finally:
         if a.keep is None:

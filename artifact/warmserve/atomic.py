@@ -57,7 +57,8 @@ def check_output_dir(out: str | os.PathLike[str], key: str = "out",
     if final.exists() and not final.is_dir():
         raise InputError(f"{key}: {final} exists and is not a directory")
     if final.is_dir() and owned is not None and any(final.iterdir()) and not owned(final):
-        raise InputError(f"{key}: {final} holds files that are not this command's output; choose an empty or new directory")
+        raise InputError(f"{key}: {final} holds files that are not this command's output; "
+                         "choose an empty or new directory")
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

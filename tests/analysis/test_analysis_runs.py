@@ -88,4 +88,5 @@ def test_notebooks_are_clean_and_runnable_headless(name):
     assert nb["metadata"]["kernelspec"]["name"] == "python3" and "language_info" in nb["metadata"]
     first = nb["cells"][0]
     assert first["cell_type"] == "markdown" and "Claim tested" in "".join(first["source"])
-    assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code"), "commit notebooks without outputs"
+    assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code"), (
+        "commit notebooks without outputs")

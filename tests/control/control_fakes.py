@@ -74,7 +74,8 @@ class FakeBackend(Backend):
         service_s: float = 3.0,
     ) -> None:
         self.clock = FakeClock()
-        gpus = [GpuState(gpu=g, node=g // gpus_per_node, capacity_bytes=capacity_bytes) for g in range(nodes * gpus_per_node)]
+        gpus = [GpuState(gpu=g, node=g // gpus_per_node, capacity_bytes=capacity_bytes)
+                for g in range(nodes * gpus_per_node)]
         self.state = ClusterState(nodes=nodes, gpus_per_node=gpus_per_node, gpus=gpus, models=dict(models))
         self.block_tokens = block_tokens
         self.start_s, self.hit_s, self.prewarm_s, self.service_s = start_s, hit_s, prewarm_s, service_s
@@ -110,7 +111,8 @@ class FakeBackend(Backend):
         spec = self.state.models[model]
         if len(gpus) != spec.tp or len({g // self.state.gpus_per_node for g in gpus}) != 1:
             raise CapacityError(f"bad GPU set {gpus} for {model}")
-        hit = all(self.state.gpus[g].replicas.get(model) is not None and self.state.gpus[g].replicas[model].gpus == gpus for g in gpus)
+        hit = all(self.state.gpus[g].replicas.get(model) is not None
+                  and self.state.gpus[g].replicas[model].gpus == gpus for g in gpus)
         for g in gpus:
             gpu = self.state.gpus[g]
             if mem_fraction >= 1.0 and gpu.instances:
@@ -182,7 +184,8 @@ class FakeBackend(Backend):
             lent_bytes = inst.kv_blocks_lent * self._block_bytes(inst.model)
             self._use(g, -(self._kv_bytes[iid] - lent_bytes))
             if keep:
-                gpu.replicas[inst.model] = ReplicaState(inst.model, inst.gpus, spec.bytes_per_gpu, True, self.clock.now())
+                gpu.replicas[inst.model] = ReplicaState(inst.model, inst.gpus, spec.bytes_per_gpu, True,
+                                                        self.clock.now())
             else:
                 self._use(g, -spec.bytes_per_gpu)
         inst.phase = InstancePhase.STOPPED
@@ -255,7 +258,8 @@ class FakeBackend(Backend):
         self._keep: dict[int, bool] = {}
         controller.start()
         for row in workload.itertuples(index=False):
-            req = Request(int(row.request_id), float(row.arrival_s), str(row.model), int(row.input_tokens), int(row.output_tokens))
+            req = Request(int(row.request_id), float(row.arrival_s), str(row.model), int(row.input_tokens),
+                          int(row.output_tokens))
             self._requests[req.request_id] = req
             self.clock.call_later(req.arrival_s - self.clock.now(), lambda req=req: controller.on_arrival(req))
         self.clock.run_until(until_s)

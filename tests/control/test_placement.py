@@ -128,7 +128,8 @@ def states(draw):
         tp = draw(st.sampled_from([t for t in (1, 2, 4) if t <= gpn]))
         node = draw(st.integers(0, nodes - 1))
         gpus = tuple(sorted(draw(st.sets(st.integers(0, gpn - 1), min_size=tp, max_size=tp))))
-        reps.append(Replica(f"m{i % 3}", tuple(node * gpn + g for g in gpus), draw(st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.0]))))
+        reps.append(Replica(f"m{i % 3}", tuple(node * gpn + g for g in gpus),
+                            draw(st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.0]))))
     # at most one replica of a model per GPU (the state invariant)
     seen, clean = set(), []
     for r in reps:
@@ -165,4 +166,5 @@ def test_round_robin_published_counts_total_and_stops_at_first_miss():
     assert round_robin(v, [("a", 2, G, 1), ("b", 4, G, 1), ("c", 1, G, 1)], published=True) == [("a", (0, 1))]
     # fixed: b does not fit and leaves the cycle, c still gets its replica
     v = view([1000, 1000, 0, 0])
-    assert round_robin(v, [("a", 2, G, 1), ("b", 4, G, 1), ("c", 1, G, 1)], published=False) == [("a", (0, 1)), ("c", (0,))]
+    assert (round_robin(v, [("a", 2, G, 1), ("b", 4, G, 1), ("c", 1, G, 1)], published=False)
+            == [("a", (0, 1)), ("c", (0,))])

@@ -28,7 +28,8 @@ def test_a_bad_point_fails_alone_and_is_named_at_the_end(tmp_path, capsys) -> No
     record = json.loads((tmp_path / "r-1" / FAILED).read_text())
     assert record["error"].startswith("workload.rps: must be greater than 0")
     assert not is_finished(tmp_path / "r-1")
-    assert any("1 of 2 points failed" in s for s in err) and any(f"{tmp_path}/r-1: error: workload.rps" in s for s in err)
+    assert (any("1 of 2 points failed" in s for s in err)
+            and any(f"{tmp_path}/r-1: error: workload.rps" in s for s in err))
 
 
 def test_rerunning_the_sweep_retries_only_the_failed_point(tmp_path, capsys) -> None:

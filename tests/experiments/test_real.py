@@ -141,7 +141,8 @@ def test_overrides_merge_and_outputs_move_under_the_real_root(tmp_path: Path) ->
         cfg = compose_run([f"+experiment={s.preset}", *ovs, "hydra.mode=RUN"])
         out = OmegaConf.to_container(cfg, resolve=False)["out"]  # ${hydra:...} resolves in a Hydra job only
         assert out.startswith("results/real/x/measured/"), out
-        assert cfg.setting == "real" and cfg.cluster.name == "cpu_1x2" and [str(c) for c in cfg.backend.slots.cores] == ["0", "0"]
+        assert (cfg.setting == "real" and cfg.cluster.name == "cpu_1x2"
+                and [str(c) for c in cfg.backend.slots.cores] == ["0", "0"])
     cold = next(s for s in steps if s.preset == "coldstart")
     assert f"workload.source.path={csv}" in cold.overrides and "workload.models=tiny2" in cold.overrides
     assert pd.read_csv(csv).model.tolist() == ["tiny-s-0", "tiny-m-0"]

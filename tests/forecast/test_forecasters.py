@@ -111,7 +111,8 @@ def test_window_concurrency_conserves_busy_time(reqs):
 
 def test_oracle_reads_the_replayed_workload():
     wl = pd.DataFrame(
-        {"request_id": [0, 1], "arrival_s": [10.0, 400.0], "model": [M0, M1], "input_tokens": [5, 5], "output_tokens": [100, 200]}
+        {"request_id": [0, 1], "arrival_s": [10.0, 400.0], "model": [M0, M1], "input_tokens": [5, 5],
+         "output_tokens": [100, 200]}
     )
     f = OracleForecaster()
     f.fit(inputs(workload=wl))
@@ -156,7 +157,8 @@ def week_load(days=4, season=24, replay_day=3, level=20.0, amp=10.0, noise=0.5, 
 
 @pytest.mark.parametrize(
     "make",
-    [lambda s: HoltWintersForecaster(season_windows=s), lambda s: SarimaxForecaster(season_windows=s, harmonics=2, maxiter=20)],
+    [lambda s: HoltWintersForecaster(season_windows=s),
+     lambda s: SarimaxForecaster(season_windows=s, harmonics=2, maxiter=20)],
     ids=["holt_winters", "sarimax"],
 )
 def test_statsmodels_forecasters_follow_the_season(make):

@@ -54,7 +54,8 @@ def test_share_stretches_prefill_more_than_decode():
     r = log.loc[0]
     assert r.ttft_s == pytest.approx(ttft * 0.5 ** -A100_PREFILL_TP1)
     assert r.finish_s - r.first_token_s == pytest.approx(dec * 0.5 ** -A100_DECODE_TP1)
-    assert (HW.compute_sharing.prefill_exponent[1], HW.compute_sharing.decode_exponent[1]) == (A100_PREFILL_TP1, A100_DECODE_TP1)
+    assert ((HW.compute_sharing.prefill_exponent[1], HW.compute_sharing.decode_exponent[1])
+            == (A100_PREFILL_TP1, A100_DECODE_TP1))
 
 
 def test_shareless_colocation_time_slices_and_whole_gpu_is_unchanged():

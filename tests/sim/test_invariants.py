@@ -68,7 +68,8 @@ def test_twin_invariants(sc: Scenario) -> None:
     # sleeping replicas: pinned host memory never past its capacity, and the books match the replicas left
     assert all(p <= b.host.capacity for p in b.host.peak)
     for node in range(b.state.nodes):
-        assert b.host.held[node] == sum(v for (m, gs), v in b.sleepers.asleep.items() if gs[0] // b.state.gpus_per_node == node)
+        assert b.host.held[node] == sum(v for (m, gs), v in b.sleepers.asleep.items()
+                                        if gs[0] // b.state.gpus_per_node == node)
     if sc.prewarm_mechanism == "sleep":
         assert b.ledger.held and all(h[2] == 0 for h in b.ledger.held)  # asleep = no GPU memory
     # same seed -> byte-identical request log

@@ -114,8 +114,8 @@ def test_prewarmed_start_with_memory_switching_pays_only_attach_and_mapping() ->
 
 
 def test_without_memory_switching_a_replica_is_evicted_not_adopted() -> None:
-    b, log = _run([(0, 100.0, "m7a", 100, 2)], [], setup_ready=False, launch=(0,), features=BackendFeatures(worker_pool=True),
-                  pre=lambda b: b.prewarm("m7a", (0,)))
+    b, log = _run([(0, 100.0, "m7a", 100, 2)], [], setup_ready=False, launch=(0,),
+                  features=BackendFeatures(worker_pool=True), pre=lambda b: b.prewarm("m7a", (0,)))
     assert log.iloc[0].start_kind == "worker"
     assert "evict" in set(b.timeline().kind.astype(str))
 
@@ -155,7 +155,8 @@ def test_host_cache_makes_the_second_load_faster() -> None:
     class StopAfter(Fixed):
         def on_tick(self, ctx):
             return [] if not ctx.state.instances or ctx.now < 200 else [
-                __import__("warmserve.control.seam", fromlist=["StopInstance"]).StopInstance(i) for i in list(ctx.state.instances)]
+                __import__("warmserve.control.seam", fromlist=["StopInstance"]).StopInstance(i)
+                for i in list(ctx.state.instances)]
 
     b = SimBackend(models=_specs(("a", "c")), cluster={"nodes": 1, "gpus_per_node": 2}, hardware=hardware(80, 256),
                    features=feats, setup_ready=False)

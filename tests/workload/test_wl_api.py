@@ -28,7 +28,8 @@ def tiny():
 def test_presets_compose():
     for name in ("conv", "code", "tiny"):
         cfg = OmegaConf.load(configs_dir() / "workload" / f"{name}.yaml")
-        assert {"source", "models", "alpha", "rps", "seed", "cv", "window_s", "prior_scaling", "replay_s", "output_cap"} <= set(cfg)
+        assert {"source", "models", "alpha", "rps", "seed", "cv", "window_s", "prior_scaling", "replay_s",
+                "output_cap"} <= set(cfg)
     assert OmegaConf.load(configs_dir() / "workload" / "conv.yaml").models == "paper4"
 
 
@@ -50,12 +51,14 @@ def test_save_load_round_trip(tiny, tmp_path):
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.tuples(st.floats(0, 3600), st.integers(0, 5000)), max_size=50), st.floats(1, 3600), st.integers(1, 2000))
+@given(st.lists(st.tuples(st.floats(0, 3600), st.integers(0, 5000)), max_size=50), st.floats(1, 3600),
+       st.integers(1, 2000))
 def test_replay_slice(rows, replay_s, cap):
     import pandas as pd
 
     rows = sorted(rows)
-    req = pd.DataFrame({"request_id": range(len(rows)), "arrival_s": [r[0] for r in rows], "model": "m", "input_tokens": 1, "output_tokens": [r[1] for r in rows]})
+    req = pd.DataFrame({"request_id": range(len(rows)), "arrival_s": [r[0] for r in rows], "model": "m",
+                        "input_tokens": 1, "output_tokens": [r[1] for r in rows]})
     out = replay_slice(req, replay_s, cap)
     assert len(out) == sum(r[0] < replay_s for r in rows)  # nothing below replay_s is dropped (no off-by-one)
     assert (out["output_tokens"] <= cap).all() and out["request_id"].tolist() == list(range(len(out)))
@@ -110,7 +113,8 @@ def test_too_few_days(tmp_path):
 
 
 def _cli(tmp_path, *args):
-    return subprocess.run([sys.executable, "-m", "warmserve.workload", *args], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "warmserve.workload", *args], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
 
 
 @pytest.mark.parametrize(

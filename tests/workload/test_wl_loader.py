@@ -37,7 +37,8 @@ def test_naive_timestamps_with_seven_fraction_digits(tmp_path):
     assert d == pytest.approx([0.02004, 0.0319601], abs=1e-9)  # t ~ 3.5e5 s: ulp ~ 6e-11
 
 
-@pytest.mark.parametrize(("start", "weekday", "shift"), [("2024-05-12", "Sunday", 1), ("2024-05-10", "Friday", 3), ("2024-05-13", "Monday", 0)])
+@pytest.mark.parametrize(("start", "weekday", "shift"),
+                         [("2024-05-12", "Sunday", 1), ("2024-05-10", "Friday", 3), ("2024-05-13", "Monday", 0)])
 def test_shift_from_first_weekday_not_file_name(tmp_path, start, weekday, shift):
     rows = rng_week_rows(f"{start} 00:00:00", days=7, per_day=5)
     tr = load_azure_csv(write_csv(tmp_path / "code_named_file.csv", rows))
@@ -48,7 +49,8 @@ def test_shift_from_first_weekday_not_file_name(tmp_path, start, weekday, shift)
 
 
 def test_unparseable_rows_counted_and_limited(tmp_path):
-    rows = [("2024-05-12 00:00:00.5+00:00", 1, 1), ("not a time", 2, 2), ("2024-05-12 00:00:02+00:00", 3, 3), ("2024-13-40 99:00:00", 4, 4)]
+    rows = [("2024-05-12 00:00:00.5+00:00", 1, 1), ("not a time", 2, 2), ("2024-05-12 00:00:02+00:00", 3, 3),
+            ("2024-13-40 99:00:00", 4, 4)]
     path = write_csv(tmp_path / "a.csv", rows)
     with pytest.raises(InputError, match="column .TIMESTAMP. row 2: cannot be parsed; 2 of 4"):
         load_azure_csv(path)
@@ -60,10 +62,14 @@ def test_unparseable_rows_counted_and_limited(tmp_path):
 @pytest.mark.parametrize(
     ("header", "rows", "match"),
     [
-        ("TIMESTAMP,ContextTokens", [("2024-05-12 00:00:00+00:00", 1, "")], r"missing column\(s\) \['GeneratedTokens'\]"),
-        ("TIMESTAMP,ContextTokens,GeneratedTokens", [("2024-05-12 00:00:00+00:00", 1, "")], "'GeneratedTokens' has 1 empty/NaN"),
-        ("TIMESTAMP,ContextTokens,GeneratedTokens", [("2024-05-12 00:00:00+00:00", -5, 3)], "'ContextTokens' row 1: negative"),
-        ("TIMESTAMP,ContextTokens,GeneratedTokens", [("2024-05-12 00:00:00+00:00", "abc", 3)], "'ContextTokens' is not numeric"),
+        ("TIMESTAMP,ContextTokens", [("2024-05-12 00:00:00+00:00", 1, "")],
+         r"missing column\(s\) \['GeneratedTokens'\]"),
+        ("TIMESTAMP,ContextTokens,GeneratedTokens", [("2024-05-12 00:00:00+00:00", 1, "")],
+         "'GeneratedTokens' has 1 empty/NaN"),
+        ("TIMESTAMP,ContextTokens,GeneratedTokens", [("2024-05-12 00:00:00+00:00", -5, 3)],
+         "'ContextTokens' row 1: negative"),
+        ("TIMESTAMP,ContextTokens,GeneratedTokens", [("2024-05-12 00:00:00+00:00", "abc", 3)],
+         "'ContextTokens' is not numeric"),
     ],
 )
 def test_bad_columns(tmp_path, header, rows, match):

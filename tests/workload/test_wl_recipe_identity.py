@@ -19,7 +19,8 @@ from warmserve.errors import InputError
 from warmserve.workload.api import build_workload
 from warmserve.workload.recipe import counts, replay_days
 
-SIX = [{"name": f"m{i}", "base": b} for i, b in enumerate(["llama2-7b", "llama2-7b", "llama2-13b", "llama2-70b", "llama2-7b", "llama2-13b"])]
+SIX = [{"name": f"m{i}", "base": b}
+       for i, b in enumerate(["llama2-7b", "llama2-7b", "llama2-13b", "llama2-70b", "llama2-7b", "llama2-13b"])]
 
 
 def _frame(naive) -> pd.DataFrame:
@@ -50,7 +51,8 @@ def assert_identical(ours: pd.DataFrame, naive) -> None:
 )
 def test_build_matches_naive_published(week_csv, models, alpha, rps, seed):
     names = [e["name"] for e in model_mix(models)]
-    cfg = {"source": {"name": "azure2024", "path": str(week_csv)}, "models": models, "alpha": alpha, "rps": rps, "seed": seed}
+    cfg = {"source": {"name": "azure2024", "path": str(week_csv)}, "models": models, "alpha": alpha, "rps": rps,
+           "seed": seed}
     bundle = build_workload(cfg)
     assert_identical(bundle.requests, generate(week_csv, names, alpha, rps, seed))
     assert bundle.models == names and bundle.meta["synthetic"] is False
@@ -66,11 +68,13 @@ def test_duplication_case_is_exercised(week_csv):
 
 def test_cli_writes_the_published_requests(week_csv, tmp_path):
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "warmserve.workload", "source=azure2024", f"source.path={week_csv}", "models=paper4", "alpha=2", "rps=1", "seed=42", f"out={out}"]
+    cmd = [sys.executable, "-m", "warmserve.workload", "source=azure2024", f"source.path={week_csv}", "models=paper4",
+           "alpha=2", "rps=1", "seed=42", f"out={out}"]
     res = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # Hydra left nothing behind
-    assert sorted(p.name for p in out.iterdir()) == ["history.parquet", "manifest.json", "week_load.parquet", "workload.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "history.parquet", "manifest.json", "week_load.parquet", "workload.parquet"]
     manifest = json.loads((out / "manifest.json").read_text())
     names = ["llama2-7b-0", "llama2-7b-1", "llama2-13b-0", "llama2-70b-0"]
     assert manifest["models"] == names and manifest["synthetic"] is False
@@ -97,7 +101,8 @@ def test_random_weeks_match_naive(tmp_path_factory, start, per_day, m, alpha, rp
     for d in range(7):
         for s in np.sort(rng.uniform(0, 3700, size=int(rng.integers(0, 4)))):
             ts = pd.Timestamp(f"{start} 00:00:00") + pd.Timedelta(days=d, microseconds=int(round(s * 1e6)))
-            hour_rows.append((ts.strftime("%Y-%m-%d %H:%M:%S.%f") + "+00:00", int(rng.integers(1, 2000)), int(rng.integers(0, 900))))
+            hour_rows.append((ts.strftime("%Y-%m-%d %H:%M:%S.%f") + "+00:00", int(rng.integers(1, 2000)),
+                              int(rng.integers(0, 900))))
     path = write_csv(tmp_path_factory.mktemp("w") / "w.csv", sorted(rows + hour_rows))
     models = SIX[:m]
     names = [e["name"] for e in models]
@@ -106,7 +111,8 @@ def test_random_weeks_match_naive(tmp_path_factory, start, per_day, m, alpha, rp
     except ZeroDivisionError:
         # a replayed day with an empty first hour crashes the published code (ceil(n/0)); ours
         # refuses with a clear error when that model must draw requests, and draws none when n = 0
-        cfg = {"source": {"name": "azure2024", "path": str(path)}, "models": models, "alpha": alpha, "rps": rps, "seed": seed}
+        cfg = {"source": {"name": "azure2024", "path": str(path)}, "models": models, "alpha": alpha, "rps": rps,
+               "seed": seed}
         try:
             b = build_workload(cfg)
         except InputError as exc:
@@ -115,5 +121,6 @@ def test_random_weeks_match_naive(tmp_path_factory, start, per_day, m, alpha, rp
         empty = [n for n, v in b.meta["per_model"].items() if v["rows"] == 0]
         assert empty and all(b.meta["per_model"][n]["n"] == 0 for n in empty)
         return
-    ours = build_workload({"source": {"name": "azure2024", "path": str(path)}, "models": models, "alpha": alpha, "rps": rps, "seed": seed})
+    ours = build_workload({"source": {"name": "azure2024", "path": str(path)}, "models": models, "alpha": alpha,
+                           "rps": rps, "seed": seed})
     assert_identical(ours.requests, naive)

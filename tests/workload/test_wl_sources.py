@@ -62,6 +62,7 @@ def test_user_csv_without_model_column_is_sampled(tmp_path):
 
 def test_user_file_unknown_model(tmp_path):
     p = tmp_path / "u.csv"
-    pd.DataFrame({"arrival_s": [0.0], "model": ["gpt"], "input_tokens": [1], "output_tokens": [1]}).to_csv(p, index=False)
+    pd.DataFrame({"arrival_s": [0.0], "model": ["gpt"], "input_tokens": [1], "output_tokens": [1]}).to_csv(
+        p, index=False)
     with pytest.raises(InputError, match=r"model name\(s\) \['gpt'\]"):
         build_workload({"source": {"name": "file", "path": str(p)}, "models": "small2"})

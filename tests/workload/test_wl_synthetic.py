@@ -53,7 +53,8 @@ def test_daily_periodicity(week):
 def test_weekday_weekend_ratio(week):
     _, _, env, ref, syn, *_ = week
     start = pd.Timestamp(env["utc_start"].iloc[0])
-    weekday = np.array([(start + pd.Timedelta(minutes=int(m))).weekday() < 5 for m in range(0, len(ref), 60)]).repeat(60)[: len(ref)]
+    weekday = np.array([(start + pd.Timedelta(minutes=int(m))).weekday() < 5
+                        for m in range(0, len(ref), 60)]).repeat(60)[: len(ref)]
 
     def ratio(x):
         return x[weekday].mean() / x[~weekday].mean()

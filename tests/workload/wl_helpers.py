@@ -17,7 +17,8 @@ def synthetic_cfg(**over):
     return cfg
 
 
-def write_csv(path: Path, rows: list[tuple[str, object, object]], header: str = "TIMESTAMP,ContextTokens,GeneratedTokens") -> Path:
+def write_csv(path: Path, rows: list[tuple[str, object, object]],
+              header: str = "TIMESTAMP,ContextTokens,GeneratedTokens") -> Path:
     path.write_text(header + "\n" + "".join(f"{a},{b},{c}\n" for a, b, c in rows))
     return path
 

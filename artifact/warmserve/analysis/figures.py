@@ -85,7 +85,8 @@ def provenance(runs: pd.DataFrame, *, allow_mixed_revisions: bool | None = None)
         machines = sorted({str(m) for m in runs.get("machine", pd.Series(dtype=str)).dropna()})
         stub = runs.get("stub")
         what = "stub engines, no measurement" if stub is not None and bool(stub.fillna(False).any()) else "measured"
-        parts.append(f"{what}, {'/'.join(machines)}" if machines else f"{what} on {'/'.join(backends)} ({'/'.join(hws)})")
+        parts.append(f"{what}, {'/'.join(machines)}" if machines
+                     else f"{what} on {'/'.join(backends)} ({'/'.join(hws)})")
     if clusters:
         parts.append("cluster " + "/".join(clusters))
     sources = sorted({str(s) for s in runs.get("source", pd.Series(dtype=str)).dropna()})

@@ -147,14 +147,16 @@ def headline_markdown(main: pd.DataFrame, searches: pd.DataFrame, probes: pd.Dat
     tails = tail_summary(tail_ratios(main))
     cap_ratios = ratio_summary(ratios_per_seed(searches)) if not searches.empty else pd.DataFrame()
     md = ["# Headline: the paper's claims tested at our declared SLO", "",
-          f"**Declared SLO** (configs/run.yaml `slo`, chosen before the runs; read back from the runs): {slo_text(slo)}. "
+          "**Declared SLO** (configs/run.yaml `slo`, chosen before the runs; read back from the runs): "
+          f"{slo_text(slo)}. "
           "Every number below is at this SLO.", "",
           f"Provenance: {provenance_text}. main = results/main, capacity = results/capacity (searches.csv). "
           "Paper: the abstract of arXiv 2512.09472 (its body, sweep points and SLOs were not available). "
           "Cells: mean [min, max] over seeds (the seed draws the workload sample); GPU-hours = GPUs held by "
           "instances over the run (summary `gpu_seconds` / 3600).", "",
           f"## Claim 1: {CLAIM_TAIL}", "",
-          "ServerlessLLM-style P99 TTFT / WarmServe P99 TTFT, per seed then averaged, at every main rate of each setting.",
+          "ServerlessLLM-style P99 TTFT / WarmServe P99 TTFT, per seed then averaged, "
+          "at every main rate of each setting.",
           "", tail_table(tails).to_markdown(index=False), "",
           f"## Claim 2: {CLAIM_CAPACITY}", "",
           "Capacity = highest request rate with the declared SLO met, found by search per (setting, system, seed). "

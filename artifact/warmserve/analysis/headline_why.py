@@ -43,7 +43,8 @@ def _keepalive_lines(main: pd.DataFrame) -> list[str]:
                         zip(g["keep_alive_s"], g["ratio_text"], g["sllm_gpu_h"], strict=True))
         first, last = g.iloc[0], g.iloc[-1]
         trend = ""
-        if first["mean"] is not None and last["mean"] is not None and pd.notna(first["mean"]) and pd.notna(last["mean"]):
+        if (first["mean"] is not None and last["mean"] is not None
+                and pd.notna(first["mean"]) and pd.notna(last["mean"])):
             word = "falls" if last["mean"] < first["mean"] else "rises" if last["mean"] > first["mean"] else "stays"
             trend = (f" The ratio {word} from {first['mean']:.2f}x to {last['mean']:.2f}x as keep-alive grows to "
                      f"{last['keep_alive_s']:g} s.")
@@ -59,7 +60,8 @@ def _sleep_lines(main: pd.DataFrame) -> list[str]:
         base = v.removesuffix(SLEEP_SUFFIX)
         a = tail_summary(tail_ratios(main, den=v))
         b = tail_summary(tail_ratios(main, den=base)).set_index(["setting", "trace", "rps"])
-        ran = set(zip(*(main.loc[main["system"].astype(str) == v, c] for c in ("setting", "trace", "rps")), strict=True))
+        ran = set(zip(*(main.loc[main["system"].astype(str) == v, c] for c in ("setting", "trace", "rps")),
+                      strict=True))
         pts = []
         for r in a.itertuples(index=False):
             k = (r.setting, r.trace, r.rps)

@@ -167,7 +167,8 @@ def facet_lines(df: pd.DataFrame, *, x: str, y: str, row: str | None = None, col
 
 def metric_bars(df: pd.DataFrame, *, x: str, metrics: dict[str, str], hue: str | None = None,
                 order: list[str] | None = None, logy: tuple[str, ...] = (), ncols: int = 2) -> plt.Figure:
-    """One bar panel per metric (column -> axis label), ``ncols`` per row; bars over ``x`` (ordered), optional ``hue``."""
+    """One bar panel per metric (column -> axis label), ``ncols`` per row; bars over ``x`` (ordered),
+    optional ``hue``."""
     n_r = -(-len(metrics) // ncols)
     fig, axes = _grid(n_r, min(ncols, len(metrics)), w=5.2, h=3.2 if n_r > 1 else 4.2, sharex=True)
     for ax in axes.flat[len(metrics):]:

@@ -38,9 +38,9 @@ CONFIG_FIELDS = {
     "seed": "seed",
     "setting": "setting",  # configs/setting/<name> (paper4, contended); None for runs outside a setting
     "keep_alive_s": "system.policy.keep_alive_s",
-    "slo_target": "slo.attainment",
+    "slo_target": "slo.attainment",  # the declared share of requests that must meet the SLO (configs/run.yaml)
     "cold_scale": "hardware.lifecycle.cold_scale",  # start-up cost sensitivity (sens_lifecycle)
-    "prewarm_mechanism": "hardware.lifecycle.prewarm_mechanism",  # vmm (the paper's design) or sleep (vLLM)  # the declared share of requests that must meet the SLO (configs/run.yaml)
+    "prewarm_mechanism": "hardware.lifecycle.prewarm_mechanism",  # vmm (the paper's design) or sleep (vLLM)
 }
 
 

@@ -75,7 +75,8 @@ def _fmt(v: object) -> str:
 def render(df: pd.DataFrame, *, measured_label: str, twin_label: str) -> str:
     """Markdown: one section per experiment, one line per run, measured | simulated per metric."""
     lines = ["# Measured and simulated, side by side", "",
-             f"**measured** = {measured_label}; **simulated** = {twin_label}. diff = (simulated − measured) / measured.",
+             f"**measured** = {measured_label}; **simulated** = {twin_label}. "
+             "diff = (simulated − measured) / measured.",
              "Every real point's twin replays the same config (workload, seed, system, cluster, profile).", ""]
     if df.empty:
         return "\n".join([*lines, "No finished real runs.", ""])

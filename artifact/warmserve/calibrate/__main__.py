@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> None:
             raise InputError(f"--from-raw: no file {a.from_raw}")
         raw = json.loads(a.from_raw.read_text())
         bcfg = plain_dict(load_mapping(configs_dir() / "backend" / f"{a.backend}.yaml"))
-        command = f"{raw.get('_command', '(see ' + str(a.from_raw) + ')')}\n#   (profile written from its raw JSON by: {command})"
+        command = (f"{raw.get('_command', '(see ' + str(a.from_raw) + ')')}\n"
+                   f"#   (profile written from its raw JSON by: {command})")
         text = cpu_profile(raw, command, a.name, bcfg["engine"], a.slot_mem_bytes,
                            int(bcfg.get("prewarm", {}).get("prespawned_pool", 1)))
     else:

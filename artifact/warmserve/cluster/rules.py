@@ -44,7 +44,8 @@ def check_start(state: ClusterState, model: str, gs: GpuSet, mem_fraction: float
     for g in gs:
         others = [state.instances[i] for i in state.gpus[g].instances]
         if sum(o.mem_fraction for o in others) + mem_fraction > 1 + COLOCATION_SLACK:
-            raise CapacityError(f"start {model} on {gs}: GPU {g} is taken by instances {[o.instance_id for o in others]}")
+            raise CapacityError(f"start {model} on {gs}: GPU {g} is taken by instances "
+                                f"{[o.instance_id for o in others]}")
         if any(o.model == model for o in others):
             raise CapacityError(f"start {model} on {gs}: GPU {g} already runs an instance of it")
 

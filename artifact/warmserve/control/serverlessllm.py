@@ -58,7 +58,8 @@ class ServerlessLLMPolicy(SystemPolicy):
         host_cache_bytes: int | None,
     ) -> None:
         if target < 1 or min_instances < 0 or max_instances < max(1, min_instances) or keep_alive_s < 0:
-            raise InputError("system.policy: serverlessllm needs target >= 1, 0 <= min_instances <= max_instances, keep_alive_s >= 0")
+            raise InputError("system.policy: serverlessllm needs target >= 1, "
+                             "0 <= min_instances <= max_instances, keep_alive_s >= 0")
         hw = inputs.hardware
 
         def profile(key: str) -> HardwareProfile:
@@ -111,7 +112,8 @@ class ServerlessLLMPolicy(SystemPolicy):
         st, tp = ctx.state, self.specs[model].tp
         best: tuple[float, int, GpuSet] | None = None
         for node in range(st.nodes):
-            idle = [g for g in range(node * st.gpus_per_node, (node + 1) * st.gpus_per_node) if st.gpus[g].idle and g not in claimed]
+            idle = [g for g in range(node * st.gpus_per_node, (node + 1) * st.gpus_per_node)
+                    if st.gpus[g].idle and g not in claimed]
             if len(idle) < tp:
                 continue
             key = (self.load_estimate(ctx, node, model), node, tuple(idle[:tp]))

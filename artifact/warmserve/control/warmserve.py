@@ -93,7 +93,8 @@ class WarmServePolicy(AutoscalingPolicy):
             score_bandwidth_GBps = hw.pcie_h2d_GBps
         self.bandwidth = float(score_bandwidth_GBps)
         if self.kv_reservation and hw is None:
-            raise InputError("kv_reservation needs the hardware profile's engine.kv_block_tokens and engine.max_model_len")
+            raise InputError("kv_reservation needs the hardware profile's engine.kv_block_tokens "
+                             "and engine.max_model_len")
         self._block_tokens = hw.engine.kv_block_tokens if hw is not None else 0
         # blocks one maximum-length sequence needs: always kept free (kv_reservation module doc)
         self._min_free = -(-(hw.engine.max_model_len if hw is not None else 0) // (self._block_tokens or 1)) + 1

@@ -205,11 +205,13 @@ def load_spec(quick: bool, block: str = "capacity", path: Path | None = None) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m warmserve.experiments.capacity_search", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m warmserve.experiments.capacity_search",
+                                description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="reduced search (CI): coarser, shorter replays, fewer seeds")
     p.add_argument("--force", action="store_true", help="rerun finished probes")
     p.add_argument("--jobs", type=int, default=2, help="searches run in parallel (processes)")
-    p.add_argument("--block", default="capacity", help="which grid of configs/capacity_search.yaml (capacity, lifecycle)")
+    p.add_argument("--block", default="capacity",
+                   help="which grid of configs/capacity_search.yaml (capacity, lifecycle)")
     p.add_argument("--out", default=None, help="output directory (default: the block's `out`)")
     p.add_argument("--spec", type=Path, default=None, help="a grid file instead of configs/capacity_search.yaml")
     a = p.parse_args(argv)
@@ -228,8 +230,10 @@ def main(argv: list[str] | None = None) -> int:
         for i, fut in enumerate(as_completed(futs), 1):
             row = fut.result()
             rows.append(row)
-            print(f"  [{i}/{len(tasks)}] {row['variant'] + ' ' if row['variant'] else ''}{row['setting']:10s} {row['system']:14s} seed {row['seed']}: {row['text']:28s} "
-                  f"{len(row['probes'])} probes, {row['wall_s']:.1f} s  (elapsed {fmt_duration(time.perf_counter() - t0)})",
+            print(f"  [{i}/{len(tasks)}] {row['variant'] + ' ' if row['variant'] else ''}{row['setting']:10s} "
+                  f"{row['system']:14s} seed {row['seed']}: {row['text']:28s} "
+                  f"{len(row['probes'])} probes, {row['wall_s']:.1f} s  "
+                  f"(elapsed {fmt_duration(time.perf_counter() - t0)})",
                   flush=True)
     out = Path(out_root)
     out.mkdir(parents=True, exist_ok=True)

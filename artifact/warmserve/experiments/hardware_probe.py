@@ -70,7 +70,8 @@ def _nvml_gpus(nvml: Any) -> list[Gpu]:
             procs = len(nvml.nvmlDeviceGetComputeRunningProcesses(h))
         except Exception:  # noqa: BLE001 - some drivers refuse the query in containers: count none, memory still checks
             procs = 0
-        out.append(Gpu(i, name.decode() if isinstance(name, bytes) else str(name), int(mem.total), int(mem.used), procs))
+        out.append(Gpu(i, name.decode() if isinstance(name, bytes) else str(name),
+                       int(mem.total), int(mem.used), procs))
     return out
 
 

@@ -96,7 +96,8 @@ def run_side(steps: list[rp.Step], *, real: bool, force: bool, spec_dir: Path, p
     for s in steps:
         print(f"== {'measured' if real else 'twin'}: {s.experiment} / {s.preset}", flush=True)
         if s.preset == "capacity_search":
-            spec = rp.capacity_spec(preset, quick, root, list(s.overrides), spec_dir / f"capacity-{Path(root).name}.yaml")
+            spec = rp.capacity_spec(preset, quick, root, list(s.overrides),
+                                    spec_dir / f"capacity-{Path(root).name}.yaml")
             rc = capacity_search.main(["--spec", str(spec), "--jobs", "1" if real else "2"]
                                       + (["--force"] if force else []))
         else:
@@ -157,7 +158,8 @@ def estimate(twin: Path, measured: Path, preset: rp.Preset, overhead_s: float) -
 def confirm(total_s: float, limit_s: float, yes: bool) -> None:
     if total_s <= limit_s or yes:
         return
-    msg = f"the plan takes ~{fmt_duration(total_s)}, above the {fmt_duration(limit_s)} limit (configs/real/_limits.yaml)"
+    msg = (f"the plan takes ~{fmt_duration(total_s)}, above the {fmt_duration(limit_s)} limit "
+           "(configs/real/_limits.yaml)")
     if not sys.stdin.isatty():
         raise InputError(f"{msg}; not asking without a terminal: rerun with --yes (YES=1 bash run_all.sh)")
     if input(f"{msg}. Run it? [y/N] ").strip().lower() not in ("y", "yes"):
@@ -167,7 +169,8 @@ def confirm(total_s: float, limit_s: float, yes: bool) -> None:
 def calibrate(preset: rp.Preset, machine: hp.Machine, name: str) -> None:
     """``python -m warmserve.calibrate --mode gpu`` merged into the preset's profile -> configs/hardware/<name>."""
     frag = REPO_ROOT / "outputs" / f"{name}-calibration.yaml"
-    cmd = [sys.executable, "-m", "warmserve.calibrate", "--mode", "gpu", "--models", *preset.bases(), "--out", str(frag)]
+    cmd = [sys.executable, "-m", "warmserve.calibrate", "--mode", "gpu", "--models", *preset.bases(),
+           "--out", str(frag)]
     print("calibrating this machine: " + " ".join(cmd[1:]), flush=True)
     if subprocess.call(cmd, cwd=REPO_ROOT):
         raise InputError("GPU calibration failed; see its output above")
@@ -180,8 +183,8 @@ def calibrate(preset: rp.Preset, machine: hp.Machine, name: str) -> None:
 
 
 def notebooks(preset_root: Path, figures: Path, names: list[str]) -> int:
-    env = dict(os.environ, WARMSERVE_RESULTS=str(preset_root / "measured"), WARMSERVE_TABLES=str(preset_root / "tables"),
-               WARMSERVE_FIGURES=str(figures))
+    env = dict(os.environ, WARMSERVE_RESULTS=str(preset_root / "measured"),
+               WARMSERVE_TABLES=str(preset_root / "tables"), WARMSERVE_FIGURES=str(figures))
     cmd = [sys.executable, str(REPO_ROOT / "scripts" / "run_notebooks.py"), *names,
            "--out", str(preset_root / "notebooks")]
     return subprocess.call(cmd, cwd=REPO_ROOT, env=env)
@@ -206,8 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_for(a.backend, a.ray)
     preset = rp.choose(a.backend, machine, a.preset)
     device = preset.device
-    print(f"machine: {machine.describe(device)} (GPUs read via {machine.source}); preset {preset.name}: {preset['about']}",
-          flush=True)
+    print(f"machine: {machine.describe(device)} (GPUs read via {machine.source}); "
+          f"preset {preset.name}: {preset['about']}", flush=True)
     gpu_ids = [g.index for g in machine.gpus][: int(preset["fits"]["gpus"])]
     bcfg = compose_run([f"backend={a.backend}"]).backend
     checks(a, preset, machine, bcfg, gpu_ids)

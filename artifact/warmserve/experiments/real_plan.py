@@ -106,7 +106,8 @@ def missing_checkpoints(preset: Preset, checkpoint_dir: Path, needs_checkpoint: 
     out = []
     for base in preset.bases():
         if not (checkpoint_dir / base / "config.json").is_file():
-            out.append((base, str(cmds.get(base, f"(no fetch command known: put a HF checkpoint in {checkpoint_dir / base})"))))
+            out.append((base, str(cmds.get(
+                base, f"(no fetch command known: put a HF checkpoint in {checkpoint_dir / base})"))))
     return out
 
 

@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     plan = [s for s in steps(a.quick, a.force) if a.only is None or s.name in a.only]
     est = {s.name: float(timings.get(f"step:{s.name}@{mode}", ESTIMATES.get(s.name, (60, 20))[a.quick])) for s in plan}
     t0 = time.perf_counter()
-    print(f"WarmServe reproduction ({mode}): {len(plan)} steps, estimated {fmt_duration(sum(est.values()))}", flush=True)
+    print(f"WarmServe reproduction ({mode}): {len(plan)} steps, estimated {fmt_duration(sum(est.values()))}",
+          flush=True)
     for i, s in enumerate(plan, 1):
         left = sum(est[x.name] for x in plan[i - 1 :])
         print(f"\n[{i}/{len(plan)}] {s.name}  (est {fmt_duration(est[s.name])}, remaining ~{fmt_duration(left)}, "
@@ -73,11 +74,13 @@ def main(argv: list[str] | None = None) -> int:
         rc = subprocess.call(s.cmd, cwd=REPO_ROOT)
         took = time.perf_counter() - ts
         if rc != 0:
-            print(f"\nstep '{s.name}' FAILED (exit {rc}) after {fmt_duration(took)}: {' '.join(s.cmd)}", file=sys.stderr)
+            print(f"\nstep '{s.name}' FAILED (exit {rc}) after {fmt_duration(took)}: {' '.join(s.cmd)}",
+                  file=sys.stderr)
             return rc
         record_timing(f"step:{s.name}@{mode}", took)
         print(f"[{i}/{len(plan)}] {s.name} done in {fmt_duration(took)}", flush=True)
-    print(f"\nreproduction ({mode}) finished in {fmt_duration(time.perf_counter() - t0)}: figures/ and results/tables/", flush=True)
+    print(f"\nreproduction ({mode}) finished in {fmt_duration(time.perf_counter() - t0)}: "
+          "figures/ and results/tables/", flush=True)
     return 0
 
 

@@ -109,7 +109,8 @@ class _StatsForecaster(Forecaster):
     def _fit_series(self, y: np.ndarray, season: int) -> _SeriesModel: ...
 
     def _predict(self) -> dict[str, Prediction]:
-        return {m: Prediction(self._series[(m, "mean")].forecast(), self._series[(m, "peak")].forecast()) for m in self.models}
+        return {m: Prediction(self._series[(m, "mean")].forecast(), self._series[(m, "peak")].forecast())
+                for m in self.models}
 
     def _observe(self, observed: dict[str, tuple[float, float]]) -> None:
         with warnings.catch_warnings():
@@ -126,7 +127,8 @@ class _HoltWintersSeries(_SeriesModel):
         self._cls = ExponentialSmoothing
         self._season = season
         self._y = list(y)
-        res = ExponentialSmoothing(y, trend=None, seasonal="add", seasonal_periods=season, initialization_method="estimated").fit()
+        res = ExponentialSmoothing(y, trend=None, seasonal="add", seasonal_periods=season,
+                                   initialization_method="estimated").fit()
         self._params = res.params
         self._next = float(res.forecast(1)[0])
 

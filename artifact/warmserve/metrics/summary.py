@@ -119,7 +119,8 @@ def _start_stats(spans: pd.DataFrame, tl: pd.DataFrame) -> dict[str, Any]:
         # KV reservation at work: how often instances lent idle KV blocks to prewarming, and the most
         # lent at once (a ``kv_reserve`` event carries the instance's lent total after the change)
         "kv_lends": int(((tl["kind"] == "kv_reserve") & (tl["bytes"] > 0)).sum()),
-        "kv_lent_peak_bytes": int(tl.loc[tl["kind"] == "kv_reserve", "bytes"].max()) if (tl["kind"] == "kv_reserve").any() else 0,
+        "kv_lent_peak_bytes": (int(tl.loc[tl["kind"] == "kv_reserve", "bytes"].max())
+                               if (tl["kind"] == "kv_reserve").any() else 0),
     }
 
 

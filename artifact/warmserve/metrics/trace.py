@@ -70,13 +70,14 @@ def chrome_trace(timeline: pd.DataFrame, gpus_per_node: int, end_s: float, title
             lst = open_load.get((model, gpus))
             if lst:
                 t0, src, nbytes = lst.pop(0)
-                spans.append((t0, t, "load", f"load {model} from {src}" + (" (cancelled)" if kind == "load_cancel" else ""),
+                spans.append((t0, t, "load",
+                              f"load {model} from {src}" + (" (cancelled)" if kind == "load_cancel" else ""),
                               _gpus(gpus), {"bytes": nbytes}))
         elif kind == "prewarm_start":
             open_rep[(model, gpus)] = (t, False)
         elif kind == "prewarm_done":
-            open_rep[(model, gpus)] = (t if str(r.detail) == "kept_on_stop" else open_rep.get((model, gpus), (t, False))[0],
-                                       True)
+            open_rep[(model, gpus)] = (
+                t if str(r.detail) == "kept_on_stop" else open_rep.get((model, gpus), (t, False))[0], True)
         elif kind in ("evict", "claim"):
             if (model, gpus) in open_rep:
                 t0, _ = open_rep.pop((model, gpus))
@@ -89,8 +90,8 @@ def chrome_trace(timeline: pd.DataFrame, gpus_per_node: int, end_s: float, title
         tr = ready.get(iid)
         if tr is not None and tr > t0:
             spans.append((t0, tr, "instance", f"start {m} ({k})", _gpus(g), {"instance": iid}))
-        spans.append((tr if tr is not None else t0, end_s, "instance", f"serve {m}" if tr is not None else f"start {m} ({k})",
-                      _gpus(g), {"instance": iid}))
+        spans.append((tr if tr is not None else t0, end_s, "instance",
+                      f"serve {m}" if tr is not None else f"start {m} ({k})", _gpus(g), {"instance": iid}))
     for (m, g), (t0, _) in open_rep.items():
         spans.append((t0, end_s, "replica", f"replica {m}", _gpus(g), {}))
     events: list[dict[str, Any]] = []
@@ -115,7 +116,8 @@ def chrome_trace(timeline: pd.DataFrame, gpus_per_node: int, end_s: float, title
     for node, tid in sorted(threads):
         local, lane = divmod(tid, 100)
         cat = next(c for c, (b, n) in LANES.items() if b <= lane < b + n)
-        label = f"GPU {node * gpus_per_node + local} {cat}s" + (f" #{lane - LANES[cat][0]}" if lane != LANES[cat][0] else "")
+        label = f"GPU {node * gpus_per_node + local} {cat}s" + (
+            f" #{lane - LANES[cat][0]}" if lane != LANES[cat][0] else "")
         meta.append({"name": "thread_name", "ph": "M", "pid": node, "tid": tid, "args": {"name": label}})
         meta.append({"name": "thread_sort_index", "ph": "M", "pid": node, "tid": tid, "args": {"sort_index": tid}})
     return {"traceEvents": meta + events, "displayTimeUnit": "ms", "otherData": {"title": title}}

@@ -193,7 +193,8 @@ class TestbedBackend(Backend):
         # other replicas on these slots are evicted (the published eviction point), a non-adoptable one of
         # this model too; the replica adopted (and any start-up reservation of its engine) becomes the instance's
         self.book.claim(iid, spec, gpus, reuse, max(0, per_gpu - spec.bytes_per_gpu), now,
-                        lambda r: self.evict(r.model, r.gpus, reason="not adoptable" if r.model == model else None, at=now))
+                        lambda r: self.evict(r.model, r.gpus, reason="not adoptable" if r.model == model else None,
+                                             at=now))
         if reuse is not None:
             self.fleet.standby.pop((model, gpus))
         else:
@@ -210,7 +211,8 @@ class TestbedBackend(Backend):
         else:  # what the engine really allocates from its share (capped by a fixed KV cache, if given)
             blocks = kv_blocks_for_share(spec, self.settings.capacity_bytes, mem_fraction,
                                          self.settings.kv_block_tokens, self.settings.kv_cache_bytes)
-            kv_bytes = kv_bytes_for_share(spec, self.settings.capacity_bytes, mem_fraction, self.settings.kv_cache_bytes)
+            kv_bytes = kv_bytes_for_share(spec, self.settings.capacity_bytes, mem_fraction,
+                                          self.settings.kv_cache_bytes)
         inst = InstanceState(instance_id=iid, model=model, gpus=gpus, phase=InstancePhase.STARTING,
                              start_kind=kind, created_s=now, kv_blocks_total=blocks,
                              mem_fraction=mem_fraction)
@@ -353,7 +355,8 @@ class TestbedBackend(Backend):
         if len(self.live_engines()) + self.fleet.starting_without_engine() >= self.settings.max_engines:
             # a CPU replica is a whole engine process: refuse rather than exhaust host memory
             self.counters["prewarm_refused"] += 1
-            self.events.record("prewarm_refused", model=model, gpus=gpus, detail=f"max_engines={self.settings.max_engines}")
+            self.events.record("prewarm_refused", model=model, gpus=gpus,
+                               detail=f"max_engines={self.settings.max_engines}")
             return
         kv, reserved = 0, 0
         if self.settings.gpu is not None:

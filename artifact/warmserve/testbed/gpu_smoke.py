@@ -130,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gpu-mem-bytes", type=int, default=None, help="the devices' real size (nvidia-smi)")
     p.add_argument("--hardware", default="a100-80gb", help="configs/hardware profile for the engine: block")
     p.add_argument("--wake-after-s", type=float, default=None,
-                   help=f"when the request that wakes a replica comes (default {WAKE_AFTER_FAKE_S:.0f} s with --fake, {WAKE_AFTER_REAL_S:.0f} s "
+                   help="when the request that wakes a replica comes "
+                        f"(default {WAKE_AFTER_FAKE_S:.0f} s with --fake, {WAKE_AFTER_REAL_S:.0f} s "
                         "on GPUs: the second replica must be prewarmed by then)")
     p.add_argument("--only", nargs="*", default=list(CHECKS), choices=list(CHECKS))
     p.add_argument("--out", type=Path, default=Path("outputs/gpu-smoke"), help="engine logs, one folder per check")

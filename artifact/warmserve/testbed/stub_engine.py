@@ -14,8 +14,8 @@ it also follows vLLM's memory, tensor-parallel, KV-cache and sleep-mode rules
 
 Fault switches (for the fault tests): ``--startup-s`` delays listening (an
 engine still starting), ``--never-healthy`` answers 503 on ``/health``
-forever, ``--exit-delay-s`` lingers after SIGTERM (holding its memory), ``--die-after N`` exits the process abruptly (``os._exit``) while
-streaming its N-th request.
+forever, ``--exit-delay-s`` lingers after SIGTERM (holding its memory), ``--die-after N`` exits the
+process abruptly (``os._exit``) while streaming its N-th request.
 
 Run: ``python -m warmserve.testbed.stub_engine --port 8100 --model m0``.
 """

@@ -37,8 +37,9 @@ class LaunchOnIdle(SystemPolicy):
 
 class ScriptedPolicy(SystemPolicy):
     """Commands given in advance, for tests and the GPU smoke test: ``setup`` at t = 0, ``later`` as
-    (when, command) at the first tick at or after ``when`` (seconds, or a predicate of the context), ``launch`` = model -> the start a waiting request
-    triggers; ``stop_idle`` stops idle instances (keeping weights if ``stop_keep``)."""
+    (when, command) at the first tick at or after ``when`` (seconds, or a predicate of the context),
+    ``launch`` = model -> the start a waiting request triggers; ``stop_idle`` stops idle instances
+    (keeping weights if ``stop_keep``)."""
 
     name = "scripted"
     instance_capacity = 32  # a stub policy: the published BATCH_SIZE

@@ -31,7 +31,8 @@ class TimelineLog:
 
     def frame(self) -> pd.DataFrame:
         """The rows in the runner's ``TIMELINE_COLUMNS`` (mechanism and detail joined into ``detail``)."""
-        rows = [timeline_row(e["t_s"], e["kind"], e["model"] or "", -1 if e["instance_id"] is None else e["instance_id"],
+        rows = [timeline_row(e["t_s"], e["kind"], e["model"] or "",
+                             -1 if e["instance_id"] is None else e["instance_id"],
                              e["gpus"] or "", int(e["bytes"] or 0), 0, e["start_kind"] or "",
                              "; ".join(str(x) for x in (e["mechanism"], e["detail"]) if x))
                 for e in self.rows]

@@ -63,5 +63,6 @@ def check_overrides(argv: Sequence[str], config_name: str) -> None:
             compose(config_name, overrides=point)
     except (HydraException, OmegaConfBaseException) as exc:
         lines = [s.strip() for s in str(exc).splitlines() if s.strip()]
-        bad = next((o.get_key_element().lstrip("+~") for o in overrides if f"'{o.key_or_group}'" in lines[0]), "overrides")
+        bad = next((o.get_key_element().lstrip("+~") for o in overrides if f"'{o.key_or_group}'" in lines[0]),
+                   "overrides")
         raise InputError(f"{bad}: {'; '.join(s.rstrip('.') for s in lines[:3])}") from None

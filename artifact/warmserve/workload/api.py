@@ -113,8 +113,10 @@ def build_workload(cfg) -> WorkloadBundle:
             have = [d for d in src.week.info["days_with_rows"] if d < recipe.DAYS_PER_WEEK]
             if len(have) < recipe.DAYS_PER_WEEK:
                 raise InputError(
-                    f"source trace has rows on {len(have)} of the {recipe.DAYS_PER_WEEK} week days (days {have}, Monday = 0); "
-                    f"the recipe needs all {recipe.DAYS_PER_WEEK} (models replay days {days}, priors use the days before)"
+                    f"source trace has rows on {len(have)} of the {recipe.DAYS_PER_WEEK} week days "
+                    f"(days {have}, Monday = 0); "
+                    f"the recipe needs all {recipe.DAYS_PER_WEEK} (models replay days {days}, "
+                    "priors use the days before)"
                 )
             hours = [src.week.hour(d) for d in days]
             prior_kind = "published: same windows on earlier days of the source week, scaled"
@@ -122,14 +124,16 @@ def build_workload(cfg) -> WorkloadBundle:
             days = [None] * len(mix)
             hours = [src.hour] * len(mix)
             prior_kind = "same-hour load of the source hour (no earlier days; sees the replayed hour), scaled"
-        draws = [recipe.draw(name, len(h), n_i, seed + i) for i, (name, h, n_i) in enumerate(zip(names, hours, n, strict=True))]
+        draws = [recipe.draw(name, len(h), n_i, seed + i)
+                 for i, (name, h, n_i) in enumerate(zip(names, hours, n, strict=True))]
         requests = recipe.assemble(hours, draws, int(cfg.input_cap), int(cfg.output_floor))
         timings["recipe_s"] = time.perf_counter() - clock - timings["load_s"]
         for e, d, day, h in zip(mix, draws, days, hours, strict=True):
             scale = history.scale_factor(d.n, d.rows, d.dup, str(cfg.prior_scaling))
             prefill, decode = _service(e["base"])
             replay_day[d.model] = day
-            per_model[d.model] = {"n": d.n, "rows": d.rows, "dup": d.dup, "scale": scale, "replay_day": day, "base": e["base"]}
+            per_model[d.model] = {"n": d.n, "rows": d.rows, "dup": d.dup, "scale": scale, "replay_day": day,
+                                  "base": e["base"]}
             if src.kind == "week":
                 assert src.week is not None and day is not None  # both set for kind "week"
                 mean, peak = src.week.load(prefill, decode, window_s)
@@ -252,4 +256,5 @@ def load_bundle(path) -> WorkloadBundle:
     week_load = schema.as_week_load(pd.read_parquet(wl)) if wl.is_file() else None
     meta = dict(manifest)
     meta["models"] = manifest.get("models_config", manifest["models"])
-    return WorkloadBundle(requests=requests, priors=priors, week_load=week_load, models=list(manifest["models"]), meta=meta)
+    return WorkloadBundle(requests=requests, priors=priors, week_load=week_load, models=list(manifest["models"]),
+                          meta=meta)

@@ -95,7 +95,8 @@ def scale_factor(n: int, rows: int, dup: int, prior_scaling: str) -> float:
     raise InputError(f"prior_scaling must be one of {PRIOR_SCALINGS}, got '{prior_scaling}'")
 
 
-def week_frame(model: str, mean: np.ndarray, peak: np.ndarray, scale: float, window_s: float, replay_day: int | None, hour_windows: int) -> pd.DataFrame:
+def week_frame(model: str, mean: np.ndarray, peak: np.ndarray, scale: float, window_s: float,
+               replay_day: int | None, hour_windows: int) -> pd.DataFrame:
     """The week-load rows of one model (see ``schema``), scaled to the sampled rate."""
     per_day = int(DAY_S // window_s)
     w = np.arange(len(mean), dtype=np.int64)
@@ -115,7 +116,8 @@ def week_frame(model: str, mean: np.ndarray, peak: np.ndarray, scale: float, win
     )
 
 
-def priors_from_week(model: str, mean: np.ndarray, peak: np.ndarray, scale: float, replay_day: int, window_s: float, hour_windows: int) -> pd.DataFrame:
+def priors_from_week(model: str, mean: np.ndarray, peak: np.ndarray, scale: float, replay_day: int,
+                     window_s: float, hour_windows: int) -> pd.DataFrame:
     """Published prior: the same window on earlier days, summed, times ``scale / replay_day``."""
     per_day = int(DAY_S // window_s)
     if replay_day < 1:

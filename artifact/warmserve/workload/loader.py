@@ -179,7 +179,8 @@ def rebase(ns: np.ndarray, day_origin: str = "first_row") -> tuple[np.ndarray, d
     return t, info
 
 
-def read_azure_rows(path: str | os.PathLike[str], max_unparseable: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+def read_azure_rows(path: str | os.PathLike[str],
+                    max_unparseable: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """(ns timestamps, ContextTokens, GeneratedTokens, counts) of an Azure-schema CSV, sorted by time (stable)."""
     path = Path(path)
     if not path.is_file():

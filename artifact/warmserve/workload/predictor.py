@@ -47,7 +47,8 @@ def weighted_error(recent: np.ndarray, base: float = WEIGHT_BASE) -> float:
     return float(np.dot(w, r) / w.sum())
 
 
-def published_forecast(observed: np.ndarray, prior: np.ndarray, history: int = HISTORY, base: float = WEIGHT_BASE) -> np.ndarray:
+def published_forecast(observed: np.ndarray, prior: np.ndarray, history: int = HISTORY,
+                       base: float = WEIGHT_BASE) -> np.ndarray:
     """One-window-ahead forecasts for every window of ``observed`` (same length, ``pred[0] = prior[0]``)."""
     obs = np.asarray(observed, dtype=np.float64)
     pri = np.asarray(prior, dtype=np.float64)

@@ -87,7 +87,8 @@ def _azure2024(cfg, use_cache: bool) -> Source:
     path = resolve_path(_get(cfg, "path"), "source.path")
     max_bad = int(_get(cfg, "max_unparseable", 0))
     origin = str(_get(cfg, "day_origin", "first_row"))
-    key = key_of({"src": "azure2024", "file": file_identity(path), "max_bad": max_bad, "origin": origin, "lv": LOADER_VERSION})
+    key = key_of({"src": "azure2024", "file": file_identity(path), "max_bad": max_bad, "origin": origin,
+                  "lv": LOADER_VERSION})
     store = WeekStore(key, lambda: load_azure_csv(path, max_bad, origin), use_cache)
     return Source("azure2024", "week", f"Azure LLM inference trace 2024 ({path.name})", False, week=store)
 
@@ -157,10 +158,13 @@ def _servegen(cfg, use_cache: bool) -> Source:
     clients = _get(cfg, "clients")
     ids = sorted(servegen_clients(path, clients))
     files = [path] if path.is_file() else [path / f"chunk-{c}-trace.csv" for c in ids]
-    params = {k: (list(v) if hasattr(v, "__iter__") and not isinstance(v, str) else v) for k, v in cfg.items() if k not in ("name", "cache")}
-    key = key_of({"src": "servegen", "params": params, "files": [file_identity(f) for f in files], "gen": GENERATOR_VERSION})
+    params = {k: (list(v) if hasattr(v, "__iter__") and not isinstance(v, str) else v)
+              for k, v in cfg.items() if k not in ("name", "cache")}
+    key = key_of({"src": "servegen", "params": params, "files": [file_identity(f) for f in files],
+                  "gen": GENERATOR_VERSION})
     store = WeekStore(key, lambda: servegen_week(servegen_clients(path, clients), cfg), use_cache)
-    label = f"week generated from ServeGen rates ({path.name}, {len(ids)} clients, scale {float(cfg.scale):g}; token lengths from the Azure 2024 {cfg.token_trace} CDF)"
+    label = (f"week generated from ServeGen rates ({path.name}, {len(ids)} clients, scale {float(cfg.scale):g}; "
+             f"token lengths from the Azure 2024 {cfg.token_trace} CDF)")
     return Source("servegen", "week", label, True, week=store)
 
 
@@ -189,7 +193,8 @@ def servegen_week(clients: dict[int, pd.DataFrame], cfg) -> Trace:
             if row.dist == "Gamma":
                 iat, dist_mean = rng.gamma(row.shape, row.scale, size=k), row.shape * row.scale
             elif row.dist == "Weibull":
-                iat, dist_mean = row.scale * rng.weibull(row.shape, size=k), row.scale * special.gamma(1 + 1 / row.shape)
+                iat, dist_mean = (row.scale * rng.weibull(row.shape, size=k),
+                                  row.scale * special.gamma(1 + 1 / row.shape))
             else:
                 raise InputError(f"source.path: client {cid}: unknown inter-arrival distribution '{row.dist}'")
             iat *= (1.0 / rate) / dist_mean
@@ -205,7 +210,8 @@ def servegen_week(clients: dict[int, pd.DataFrame], cfg) -> Trace:
         x, y = synthetic.token_cdf(cdf_path, fld, str(cfg.token_trace))
         tokens.append(np.rint(np.interp(rng.uniform(0, 100, size=n), x, y)).astype(np.int64))
     frame = pd.DataFrame({"t_s": t, "input_tokens": tokens[0], "output_tokens": tokens[1]})
-    info = {"rows_read": n, "rows_kept": n, "rows_unparseable_timestamp": 0, "clients": len(clients), "synthetic_arrivals": True}
+    info = {"rows_read": n, "rows_kept": n, "rows_unparseable_timestamp": 0, "clients": len(clients),
+            "synthetic_arrivals": True}
     return Trace(frame=frame, info=info)
 
 
@@ -223,7 +229,8 @@ def _azure2023(cfg, use_cache: bool) -> Source:
     t = (ns - ns[0]).astype(np.float64) / 1e9
     hour = _hour_frame(t, ctx, gen)
     counts["rows_after_first_hour"] = int(len(hour))
-    return Source("azure2023", "hour", f"Azure LLM inference trace 2023 ({path.name}, real, one hour)", False, hour=hour, info=counts)
+    return Source("azure2023", "hour", f"Azure LLM inference trace 2023 ({path.name}, real, one hour)", False,
+                  hour=hour, info=counts)
 
 
 def _read_table(path: Path) -> pd.DataFrame:
@@ -278,7 +285,8 @@ def read_request_file(path: Path, rebase: bool = True) -> tuple[pd.DataFrame, di
         t = check_arrivals(_numbers(df, c), path, c) / 1000.0
     else:
         raise InputError(f"{path}: missing column arrival_s (seconds) or timestamp (ms)")
-    out = pd.DataFrame({"t_s": t, "input_tokens": _tokens(df, "input_tokens", path), "output_tokens": _tokens(df, "output_tokens", path)})
+    out = pd.DataFrame({"t_s": t, "input_tokens": _tokens(df, "input_tokens", path),
+                        "output_tokens": _tokens(df, "output_tokens", path)})
     if "model" in df.columns:
         out["model"] = df["model"].astype(str).to_numpy()
     out = out.iloc[np.argsort(t, kind="stable")].reset_index(drop=True)
@@ -286,7 +294,8 @@ def read_request_file(path: Path, rebase: bool = True) -> tuple[pd.DataFrame, di
         out["t_s"] = out["t_s"] - out["t_s"].iloc[0]
     elif (out["t_s"] < 0).any():
         raise InputError(f"{path}: column '{c}' has negative arrival times")
-    return out, {"path": str(path), "rows_read": int(len(df)), "rows_kept": int(len(df)), "rows_unparseable_timestamp": 0}
+    return out, {"path": str(path), "rows_read": int(len(df)), "rows_kept": int(len(df)),
+                 "rows_unparseable_timestamp": 0}
 
 
 def _mooncake(cfg, use_cache: bool) -> Source:
@@ -294,7 +303,8 @@ def _mooncake(cfg, use_cache: bool) -> Source:
     df, info = read_request_file(path)
     hour = _hour_frame(df["t_s"].to_numpy(), df["input_tokens"].to_numpy(), df["output_tokens"].to_numpy())
     info["rows_after_first_hour"] = int(len(hour))
-    return Source("mooncake", "hour", f"Mooncake trace ({path.name}, real arrivals, one hour)", False, hour=hour, info=info)
+    return Source("mooncake", "hour", f"Mooncake trace ({path.name}, real arrivals, one hour)", False,
+                  hour=hour, info=info)
 
 
 def _file(cfg, use_cache: bool) -> Source:
@@ -302,11 +312,13 @@ def _file(cfg, use_cache: bool) -> Source:
     df, info = read_request_file(path, rebase=False)
     if "model" in df.columns:
         req = df.rename(columns={"t_s": "arrival_s"})
-        return Source("file", "requests", f"user workload ({path.name})", bool(_get(cfg, "synthetic", False)), requests=req, info=info)
+        return Source("file", "requests", f"user workload ({path.name})", bool(_get(cfg, "synthetic", False)),
+                      requests=req, info=info)
     t = df["t_s"].to_numpy()
     hour = _hour_frame(t - t[0], df["input_tokens"].to_numpy(), df["output_tokens"].to_numpy())
     info["rows_after_first_hour"] = int(len(hour))
-    return Source("file", "hour", f"user trace ({path.name}, one hour)", bool(_get(cfg, "synthetic", False)), hour=hour, info=info)
+    return Source("file", "hour", f"user trace ({path.name}, one hour)", bool(_get(cfg, "synthetic", False)),
+                  hour=hour, info=info)
 
 
 _OPENERS = {

@@ -184,4 +184,5 @@ def write_azure_csv(path: str | os.PathLike[str], us: np.ndarray, ctx: np.ndarra
 
 
 def label(cfg) -> str:
-    return f"synthetic Azure-2024-like {cfg.get('trace', 'conv')} week (seed {int(cfg.seed)}, scale {float(cfg.scale):g})"
+    return (f"synthetic Azure-2024-like {cfg.get('trace', 'conv')} week "
+            f"(seed {int(cfg.seed)}, scale {float(cfg.scale):g})")
