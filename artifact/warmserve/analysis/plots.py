@@ -6,6 +6,9 @@ the matplotlib Figure and never saves or shows it itself. Frames hold one row
 per run, so several seeds of a point are several rows: lines are drawn through
 the mean over seeds with the min-max range as error bars (``spread``), so a
 reader sees the seed noise every comparison has to beat.
+
+(At the ~400-line mark on purpose: the builders share the private grid, legend and error-bar
+helpers at the top, and every notebook imports this one module.)
 """
 
 from __future__ import annotations
