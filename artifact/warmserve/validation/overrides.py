@@ -5,12 +5,16 @@ dump and exit 1. ``check_overrides`` parses the overrides with Hydra's own
 parser, checks every group choice (every value of a sweep) against
 ``configs/<group>/``, and composes the first point of the sweep, so a typo
 is ``error: <key>: ...`` (exit 2) before anything runs. ``hydra/...``
-overrides (launchers, sweepers) are Hydra's own and left to it.
+overrides (launchers, sweepers) are Hydra's own and left to it, except
+``hydra.searchpath``: a ``file://`` directory it adds (e.g. the machine-local
+hardware profile ``scripts/sim_vs_real.sh`` writes) also offers group choices,
+and the first point is composed with it, as Hydra will.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -36,6 +40,18 @@ def _first_point(o: Override) -> str:
     return f"{prefix}{o.get_key_element().lstrip('+')}={_values(o)[0]}"
 
 
+def _search_dirs(overrides: list[Override]) -> list[Path]:
+    """The ``file://`` directories a ``hydra.searchpath=[...]`` override adds (relative to the cwd, as Hydra)."""
+    out: list[Path] = []
+    for o in overrides:
+        if o.key_or_group == "hydra.searchpath" and not o.is_delete():
+            value = o.value()
+            for entry in value if isinstance(value, list) else [value]:
+                if isinstance(entry, str) and entry.startswith("file://"):
+                    out.append(Path(entry.removeprefix("file://")).resolve())
+    return out
+
+
 def check_overrides(argv: Sequence[str], config_name: str) -> None:
     """Raise ``InputError`` for the first override Hydra would reject (see the module doc)."""
     args = [a for a in argv if not a.startswith("-")]
@@ -45,7 +61,8 @@ def check_overrides(argv: Sequence[str], config_name: str) -> None:
         overrides = OverridesParser.create().parse_overrides(args)
     except HydraException as exc:
         raise InputError(f"overrides: cannot parse ({str(exc).splitlines()[0]})") from None
-    point: list[str] = []
+    extra = _search_dirs(overrides)
+    point: list[str] = [o.input_line or "" for o in overrides if o.key_or_group == "hydra.searchpath"]
     for o in overrides:
         group = o.key_or_group
         if group.startswith("hydra"):
@@ -53,7 +70,8 @@ def check_overrides(argv: Sequence[str], config_name: str) -> None:
         point.append(_first_point(o))
         if o.is_delete() or not (configs_dir() / group).is_dir():
             continue
-        choices = group_choices(group)
+        choices = sorted({*group_choices(group), *(p.stem for d in extra for p in (d / group).glob("*.yaml")
+                                                    if not p.stem.startswith("_"))})
         for v in _values(o):
             if v not in choices:
                 key = o.get_key_element().lstrip("+~")
