@@ -9,10 +9,10 @@
 #      <root>/sim_vs_real.md (reduced form); refused if runs and calibration mix revisions or machines.
 # Needs the testbed extra (WITH_TESTBED=1 bash scripts/setup_env.sh). Run it on a quiet machine.
 #   [FORCE=1] [REPEAT=3] bash scripts/sim_vs_real.sh [system ...]     full: reactive warmserve, 3 real runs each,
-#                                                                     150 s replays -> results/sim_vs_real (~27 min)
+#                                                                     150 s replays -> results/sim_vs_real (22 min on 2 cores)
 #   REDUCED=1 bash scripts/sim_vs_real.sh [system ...]                reduced: warmserve, 2 real runs, 60 s replays,
 #                                                                     no loaded-start calibration
-#                                                                     -> results/sim_vs_real-reduced (~9 min)
+#                                                                     -> results/sim_vs_real-reduced (7 min 25 s on 2 cores)
 # PORT_FIRST=<port> moves the engines' loopback ports (testbed: 400 from it, calibration: 100 after those) away from
 # another testbed on the same machine. Finished runs (and an existing calibration) are kept unless FORCE=1; ALLOW_MIXED=1 builds the table anyway
 # from runs of mixed revisions/machines (and says so in its header).

@@ -154,8 +154,8 @@ def test_every_notebook_declares_the_switch_and_names_itself(nb):
     params, code = _code(nb)
     m = re.search(r"^allow_mixed_revisions = (True|False)", params, re.M)
     assert m, f"{nb.name}: no allow_mixed_revisions in its parameters cell"
-    # only the twin-vs-real notebook mixes: its committed real runs predate the twin runs
-    assert m.group(1) == ("True" if nb.stem == "06_sim_vs_real" else "False")
+    # no notebook mixes by default: the committed twin-vs-real runs also come from one revision
+    assert m.group(1) == "False"
     assert f'F.setup("{nb.stem}", allow_mixed_revisions=allow_mixed_revisions)' in code
 
 
@@ -170,8 +170,14 @@ MACHINE_DEPENDENT = {
 @pytest.mark.parametrize("table", sorted((REPO / "results" / "tables").glob("*.md")), ids=lambda p: p.stem)
 def test_committed_tables_hold_nothing_machine_dependent(table):
     text = table.read_text()
+    # a time copied from a committed input (when the twin-vs-real calibration was measured) is the
+    # same on every rerun from the committed runs, so it is allowed; any other time of day is not
+    committed = " ".join(p.read_text() for p in (REPO / "results").glob("*/calibration/raw.json"))
     for what, pattern in MACHINE_DEPENDENT.items():
-        assert not pattern.search(text), f"{table.name}: {what}: {pattern.search(text).group(0)!r}"
+        found = [m.group(0) for m in pattern.finditer(text)]
+        if what == "time of day":
+            found = [f for f in found if f.replace(" ", "T") not in committed]
+        assert not found, f"{table.name}: {what}: {found[0]!r}"
     host = socket.gethostname()
     if len(host) >= MIN_HOST_CHARS:  # a very short host name ('vm') is an ordinary word in prose
         assert not re.search(rf"\b{re.escape(host)}\b", text), f"{table.name}: host name {host!r}"
