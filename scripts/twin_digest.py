@@ -22,8 +22,8 @@ import pandas as pd
 
 SYSTEMS = ["warmserve", "serverlessllm", "muxserve", "static", "reactive", "oracle", "warmserve_no_kv",
            "warmserve_no_prediction", "warmserve_round_robin", "worker_prewarm"]
-GRID = [(s, setting, rps, extra) for s in SYSTEMS for setting in ("paper4", "contended") for rps in (2, 8)
-        for extra in ((),)] + [
+GRID: list[tuple[str, str, int, tuple[str, ...]]] = [
+    (s, setting, rps, ()) for s in SYSTEMS for setting in ("paper4", "contended") for rps in (2, 8)] + [
     ("warmserve", "paper4", 8, ("hardware.lifecycle.prewarm_mechanism=sleep",)),
     ("serverlessllm", "paper4", 4, ("system.policy.keep_alive_s=60",)),
 ]
