@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from warmserve.analysis.headline_data import gpu_hours
 from warmserve.analysis.labels import ABLATION_LABELS, ABLATION_ORDER, label
 from warmserve.analysis.seeds import beyond_range, finite, values_range
 
@@ -105,7 +106,7 @@ def effect(prev: pd.DataFrame | None, cur: pd.DataFrame, metric: str) -> str:
 def ablation_rows(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (setting, rate, step) in chain order; steps missing from the runs are skipped (the
     notebook lists them)."""
-    d = df.assign(gpu_hours=pd.to_numeric(df["gpu_seconds"], errors="coerce") / 3600)
+    d = df.assign(gpu_hours=gpu_hours(df))
     if "kv_lends" not in d:
         d["kv_lends"] = float("nan")
     rows = []
