@@ -34,7 +34,8 @@ def test_capacity_cases(att, rps, bound):
 
 
 def test_capacity_is_order_independent():
-    assert C.capacity([16, 2, 8, 4], [0.2, 1.0, 0.5, 1.0]) == C.capacity([2, 4, 8, 16], [1.0, 1.0, 0.5, 0.2])
+    assert (C.capacity([16, 2, 8, 4], [0.2, 1.0, 0.5, 1.0], 0.99)
+            == C.capacity([2, 4, 8, 16], [1.0, 1.0, 0.5, 0.2], 0.99))
 
 
 @settings(max_examples=200, deadline=None)
@@ -101,7 +102,7 @@ def test_grid_capacities_and_ratio_from_run_dirs(tmp_path):
     # the recomputed attainment equals what summary.json says at the default SLO
     chk = grid[grid.slo_ttft_s == 5.0].merge(runs.overall[["run", "slo_attainment"]], on="run")
     assert np.allclose(chk.attainment, chk.slo_attainment)
-    caps = C.capacities(grid)
+    caps = C.capacities(grid, 0.99)
     ratios = C.ratio_table(caps).set_index("slo_ttft_s")
     assert ratios.loc[5.0, "ratio"].value == pytest.approx(4.0)
     assert ratios.loc[1.0, "ratio"].value == pytest.approx(4.0)
@@ -115,6 +116,6 @@ def test_largest_is_none_when_nothing_computable(tmp_path):
     for sysname in ("warmserve", "muxserve"):
         make_run(tmp_path, f"conv-{sysname}-rps4", system=sysname, rps=4, requests=attained_requests(10, 0))
     grid = C.attainment_grid(load_runs(tmp_path).overall, [5.0], SLO_TPOT)
-    ratios = C.ratio_table(C.capacities(grid))
+    ratios = C.ratio_table(C.capacities(grid, 0.99))
     assert C.largest(ratios) is None
     assert ratios.iloc[0]["ratio_text"].startswith("cannot compute")

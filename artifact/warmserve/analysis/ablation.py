@@ -17,8 +17,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from warmserve.analysis.headline_data import gpu_hours
 from warmserve.analysis.labels import ABLATION_LABELS, ABLATION_ORDER, label
-from warmserve.analysis.seeds import beyond_range, finite, mean_range
+from warmserve.analysis.seeds import beyond_range, finite, values_range
 
 
 def _col(r: pd.Series, name: str) -> float | None:
@@ -93,13 +94,6 @@ def exercised(step: str, runs: pd.DataFrame, prev: pd.DataFrame | None, ws: pd.D
     return f"{word} ({chk.what} in {k} of {n} seeds{unk})"
 
 
-def _mr(values: pd.Series, unit: str = "") -> str:
-    v = [x for x in (finite(a) for a in values) if x is not None]
-    if not v:
-        return "n/a"
-    return mean_range(sum(v) / len(v), min(v), max(v), len(v), len(values), unit=unit)
-
-
 def effect(prev: pd.DataFrame | None, cur: pd.DataFrame, metric: str) -> str:
     """'30.2 -> 22.4 s: beyond seed range' (means over seeds) or why it cannot be told."""
     if prev is None or prev.empty:
@@ -112,7 +106,7 @@ def effect(prev: pd.DataFrame | None, cur: pd.DataFrame, metric: str) -> str:
 def ablation_rows(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (setting, rate, step) in chain order; steps missing from the runs are skipped (the
     notebook lists them)."""
-    d = df.assign(gpu_hours=pd.to_numeric(df["gpu_seconds"], errors="coerce") / 3600)
+    d = df.assign(gpu_hours=gpu_hours(df))
     if "kv_lends" not in d:
         d["kv_lends"] = float("nan")
     rows = []
@@ -126,10 +120,10 @@ def ablation_rows(df: pd.DataFrame) -> pd.DataFrame:
             rows.append({
                 "setting": setting, "rate (req/s)": rps, "step": ABLATION_LABELS.get(step, label(step)),
                 "system config": step, "seeds": ",".join(str(int(s)) for s in cur["seed"]),
-                "P99 TTFT (s)": _mr(cur["ttft_p99"]), "mean TTFT (s)": _mr(cur["ttft_mean"]),
-                "GPU-hours": _mr(cur["gpu_hours"]),
-                "prewarms": _mr(cur["prewarms"]), "evictions": _mr(cur["evictions"]),
-                "KV lends": _mr(cur["kv_lends"]),
+                "P99 TTFT (s)": values_range(cur["ttft_p99"]), "mean TTFT (s)": values_range(cur["ttft_mean"]),
+                "GPU-hours": values_range(cur["gpu_hours"]),
+                "prewarms": values_range(cur["prewarms"]), "evictions": values_range(cur["evictions"]),
+                "KV lends": values_range(cur["kv_lends"]),
                 "mechanism exercised": exercised(step, cur, chain_prev, ws if step == "oracle" else None),
                 "P99 vs previous step": effect(chain_prev, cur, "ttft_p99"),
                 "mean TTFT vs previous step": effect(chain_prev, cur, "ttft_mean"),

@@ -81,9 +81,10 @@ def _g(x: float | None) -> str:
     return "?" if x is None else f"{x:g}"
 
 
-def capacity(rates: list[float] | np.ndarray, attained: list[float] | np.ndarray, target: float = 0.99) -> Capacity:
+def capacity(rates: list[float] | np.ndarray, attained: list[float] | np.ndarray, target: float) -> Capacity:
     """Capacity from (rate, attainment) pairs of one system, one setting, one SLO: the highest rate met with
-    every lower rate met too (one lucky high-rate probe does not inflate it)."""
+    every lower rate met too (one lucky high-rate probe does not inflate it). ``target``: the share of requests
+    that must meet the SLO, the declared ``slo.attainment`` (configs/run.yaml) read back from the runs."""
     if len(rates) == 0:
         raise ValueError("capacity: no swept rates")
     order = np.argsort(np.asarray(rates, float))
@@ -99,7 +100,7 @@ def capacity(rates: list[float] | np.ndarray, attained: list[float] | np.ndarray
     return Capacity(float(r[first_miss - 1]), "exact", lo, hi, nonmonotone=bool(met[first_miss:].any()))
 
 
-def capacities(grid: pd.DataFrame, target: float = 0.99,
+def capacities(grid: pd.DataFrame, target: float,
                by: tuple[str, ...] = ("trace", "slo_ttft_s", "slo_tpot_s", "system")) -> pd.DataFrame:
     """One row per group of ``by``: the capacity object and its text."""
     rows = []

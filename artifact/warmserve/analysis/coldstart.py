@@ -25,7 +25,6 @@ from warmserve.analysis.results import config_value, read_requests
 
 PARTS = ("queue_s", "load_s", "init_s", "prefill_s")
 KIND_ORDER = tuple(PROBE_KINDS.values())  # cold, worker, prewarmed, warm
-MECHANISMS = ("vmm", "sleep")  # hardware.lifecycle.prewarm_mechanism
 VARIANT_ORDER = ("cold", "worker", "prewarmed_vmm", "prewarmed_sleep", "warm")
 VARIANT_LABELS = {"cold": "cold (new process)", "worker": "worker prewarmed",
                   "prewarmed_vmm": "weights prewarmed (vmm, resident)",

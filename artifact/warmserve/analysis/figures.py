@@ -27,7 +27,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from warmserve.analysis import lineage  # noqa: E402
-from warmserve.analysis.lineage import RunsLike  # noqa: E402
+from warmserve.analysis.lineage import RunsLike, replace_text  # noqa: E402
 from warmserve.config import REPO_ROOT  # noqa: E402
 
 
@@ -137,13 +137,6 @@ def titled(fig: plt.Figure, title: str, prov: str) -> plt.Figure:
     # placed above the axes (va=bottom at the top edge); savefig's tight bbox takes it in
     fig.suptitle(f"{title}\n({prov})", fontsize="medium", y=1.0, va="bottom")
     return fig
-
-
-def replace_text(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so a reader never sees half a table."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _with_line(text: str, line: str) -> str:

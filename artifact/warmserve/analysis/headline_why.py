@@ -23,8 +23,6 @@ from warmserve.analysis.headline_data import (
 )
 from warmserve.analysis.labels import SLEEP_SUFFIX, label
 
-PUBLISHED_NOTE = "the paper's abstract"
-
 
 def _keepalive_lines(main: pd.DataFrame) -> list[str]:
 

@@ -68,12 +68,6 @@ SYSTEM_CATEGORY: dict[str, str] = {
 
 # Cold-start probes: system name -> start kind it stages (warmserve.control.probe), in cost order.
 PROBE_KINDS: dict[str, str] = {f"probe_{k}": k for k in reversed(PROBE_KIND_ORDER)}  # systems probe_<kind>
-START_KIND_LABELS: dict[str, str] = {
-    "cold": "cold (new process)",
-    "worker": "worker prewarmed",
-    "prewarmed": "weights prewarmed",
-    "warm": "warm",
-}
 
 
 _VARIANT = re.compile(r"^(?P<base>[a-z_]+)-ka(?P<ka>[0-9.]+)$")

@@ -171,9 +171,14 @@ def sidecar(name: str, kind: str, outputs: list[Path], records: list[dict[str, A
     }
 
 
+def replace_text(path: Path, text: str) -> None:
+    """Write via a temporary file and rename, so a reader never sees half a table or sidecar."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def write_sidecar(path: Path, doc: dict[str, Any]) -> Path:
     """Write the sidecar atomically (a reader never sees half of it)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=1, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    replace_text(path, json.dumps(doc, indent=1, sort_keys=False) + "\n")
     return path

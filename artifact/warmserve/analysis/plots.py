@@ -168,29 +168,6 @@ def facet_lines(df: pd.DataFrame, *, x: str, y: str, row: str | None = None, col
     return fig
 
 
-def metric_bars(df: pd.DataFrame, *, x: str, metrics: dict[str, str], hue: str | None = None,
-                order: list[str] | None = None, logy: tuple[str, ...] = (), ncols: int = 2) -> plt.Figure:
-    """One bar panel per metric (column -> axis label), ``ncols`` per row; bars over ``x`` (ordered),
-    optional ``hue``."""
-    n_r = -(-len(metrics) // ncols)
-    fig, axes = _grid(n_r, min(ncols, len(metrics)), w=5.2, h=3.2 if n_r > 1 else 4.2, sharex=True)
-    for ax in axes.flat[len(metrics):]:
-        ax.set_visible(False)
-    for ax, (m, lab) in zip(axes.flat, metrics.items(), strict=False):
-        sub = df.dropna(subset=[m])
-        if not sub.empty:
-            sns.barplot(data=sub, x=x, y=m, hue=hue, order=order, ax=ax, errorbar=None)
-        if m in logy:
-            log_y(ax)
-        ax.set(xlabel="", ylabel=lab)
-        ax.tick_params(axis="x", rotation=60)
-        for t in ax.get_xticklabels():
-            t.set_horizontalalignment("right")
-    _legend_once(fig, axes, title=hue or "")
-    fig.tight_layout()
-    return fig
-
-
 def timeline_panels(series: pd.DataFrame, arrivals: pd.DataFrame, *, window_s: float | None = None) -> plt.Figure:
     """One row per model: load + forecast (left), instances + prewarmed replicas (right)."""
     models = sorted(series["model"].unique())

@@ -89,6 +89,14 @@ def mean_range(mean: float, lo: float, hi: float, n: int, n_total: int | None = 
     return f"{_g(mean, digits)}{u} [{_g(lo, digits)}, {_g(hi, digits)}]{of}"
 
 
+def values_range(values: Sequence[Any], *, unit: str = "") -> str:
+    """``mean_range`` of raw per-seed values (one per run); non-finite ones count as seeds without the value."""
+    v = [x for x in (finite(a) for a in values) if x is not None]
+    if not v:
+        return "n/a"
+    return mean_range(sum(v) / len(v), min(v), max(v), len(v), len(values), unit=unit)
+
+
 def cell(row: pd.Series | dict, metric: str, *, digits: int = 3, unit: str = "") -> str:
     """``mean_range`` of one metric of a ``spread`` row."""
     return mean_range(row[f"{metric}_mean"], row[f"{metric}_min"], row[f"{metric}_max"], int(row[f"{metric}_n"]),

@@ -26,7 +26,7 @@ import pandas as pd
 
 from warmserve.analysis.labels import label
 from warmserve.analysis.results import config_value
-from warmserve.analysis.seeds import levels_differ, mean_range
+from warmserve.analysis.seeds import levels_differ, values_range
 from warmserve.config import model_mix
 
 # dim -> (column of load_runs' frame holding the swept value, x-axis label)
@@ -121,17 +121,14 @@ def forecast_rows(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     d = df[df["dim"].isin(FORECAST_DIMS)].assign(gpu_hours=lambda f: pd.to_numeric(f["gpu_seconds"]) / 3600)
     levels, verdicts = [], []
 
-    def mr(s: pd.Series) -> str:
-        v = pd.to_numeric(s, errors="coerce").dropna()
-        return mean_range(v.mean(), v.min(), v.max(), len(v), len(s)) if len(v) else "n/a"
-
     for (setting, dim, system), g in d.groupby(["setting", "dim", "system"], sort=True):
         for x, h in g.groupby("x", sort=True):
             levels.append({"setting": setting, "dimension": dim, "system": label(system), "level": x,
                            "seeds": ",".join(str(int(s)) for s in sorted(h["seed"])),
-                           "P99 TTFT (s)": mr(h["ttft_p99"]), "mean TTFT (s)": mr(h["ttft_mean"]),
-                           "GPU-hours": mr(h["gpu_hours"]), "prewarms": mr(h["prewarms"]),
-                           "instances": mr(h["instances"])})
+                           "P99 TTFT (s)": values_range(h["ttft_p99"]),
+                           "mean TTFT (s)": values_range(h["ttft_mean"]),
+                           "GPU-hours": values_range(h["gpu_hours"]), "prewarms": values_range(h["prewarms"]),
+                           "instances": values_range(h["instances"])})
         verdicts.append({"setting": setting, "dimension": dim, "system": label(system),
                          "levels": ", ".join(f"{v:g}" for v in sorted(g["x"].dropna().unique())),
                          "did the forecast change anything?": changed(g)})
