@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from warmserve.analysis.figures import replace_text
+from warmserve.analysis.sim_vs_real import GOAL
 
 # summary.json "overall" keys compared, with their table label and unit scale
 METRICS = {
@@ -82,8 +83,8 @@ def render(df: pd.DataFrame, *, measured_label: str, twin_label: str) -> str:
         return "\n".join([*lines, "No finished real runs.", ""])
     num = df[df["diff"].notna()]
     if len(num):
-        within = int((num["diff"].abs() <= 0.10).sum())
-        lines += [f"{within} of {len(num)} metric pairs are within 10 %.", ""]
+        within = int((num["diff"].abs() <= GOAL).sum())
+        lines += [f"{within} of {len(num)} metric pairs are within {GOAL:.0%}.".replace("%", " %"), ""]
     for exp, g in df.groupby("experiment", sort=False):
         labels = list(dict.fromkeys(g.metric))
         head = ["run"] + [f"{m} meas / sim (diff)" for m in labels]
