@@ -32,7 +32,7 @@ from warmserve.cluster.book import ClusterBook
 from warmserve.cluster.ledger import HostBook
 from warmserve.control.features import BackendFeatures
 from warmserve.control.seam import CapacityError, GpuSet, ModelSpec, ReplicaState
-from warmserve.sim.profile import EngineLimits, HardwareProfile, Lifecycle
+from warmserve.hardware import EngineLimits, HardwareProfile, Lifecycle
 
 GB = 1e9  # the profiles give rates per GB = 1e9 bytes
 
