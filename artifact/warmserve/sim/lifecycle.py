@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from warmserve.cluster.book import ClusterBook
 from warmserve.cluster.ledger import HostBook
+from warmserve.cluster.rules import kv_block_bytes
 from warmserve.control.features import BackendFeatures
 from warmserve.control.seam import CapacityError, GpuSet, ModelSpec, ReplicaState
 from warmserve.hardware import EngineLimits, HardwareProfile, Lifecycle
@@ -104,7 +105,7 @@ def plan_start(hw: HardwareProfile, spec: ModelSpec, *, adopt: bool, fresh_proce
         return StartPlan(lc.prewarm_scale * lc.sleep_wake_s, 0.0, WAKE)
     proc = lc.cold_scale * busy * (lc.process_start_s + lc.cuda_context_s) if fresh_process else 0.0
     first = first_step_blocks(hw.engine)
-    block_bytes = -(-spec.kv_bytes_per_token // spec.tp) * hw.engine.kv_block_tokens
+    block_bytes = kv_block_bytes(spec, hw.engine.kv_block_tokens)
     return StartPlan(proc + lc.prewarm_scale * lc.engine_attach_s, kv_map_s(lc, first * block_bytes), ADOPT, first)
 
 
