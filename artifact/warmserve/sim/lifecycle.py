@@ -32,7 +32,7 @@ from warmserve.cluster.book import ClusterBook
 from warmserve.cluster.ledger import HostBook
 from warmserve.cluster.rules import kv_block_bytes
 from warmserve.control.features import BackendFeatures
-from warmserve.control.seam import CapacityError, GpuSet, ModelSpec, ReplicaState
+from warmserve.control.seam import CapacityError, GpuSet, ModelSpec, ReplicaState, min_kv_blocks
 from warmserve.hardware import EngineLimits, HardwareProfile, Lifecycle
 
 GB = 1e9  # the profiles give rates per GB = 1e9 bytes
@@ -65,7 +65,7 @@ def engine_start_s(lc: Lifecycle, spec: ModelSpec, *, fresh_process: bool, busy:
 def first_step_blocks(lim: EngineLimits) -> int:
     """KV blocks a first step can touch: one ``max_model_len`` sequence plus the block it grows into
     (the same minimum the twin requires of every instance)."""
-    return -(-(lim.max_model_len + lim.kv_block_tokens) // lim.kv_block_tokens)
+    return min_kv_blocks(lim.max_model_len, lim.kv_block_tokens)
 
 
 def kv_map_s(lc: Lifecycle, nbytes: float) -> float:
