@@ -19,6 +19,7 @@ from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
+from warmserve.cluster.rules import kv_block_bytes
 from warmserve.control.mps import ShareModel
 from warmserve.control.seam import ModelSpec, min_kv_blocks
 from warmserve.errors import InputError
@@ -242,7 +243,7 @@ def check_models_fit(hw: HardwareProfile, models: Mapping[str, ModelSpec], gpus_
         if (spec.base, spec.tp) not in hw.latency:
             raise InputError(f"hardware '{hw.name}'.latency.{spec.base}.tp{spec.tp}: missing (model {name})")
         # the KV every start needs (SimBackend.start_instance refuses fewer blocks with CapacityError)
-        block = -(-spec.kv_bytes_per_token // spec.tp) * hw.engine.kv_block_tokens
+        block = kv_block_bytes(spec, hw.engine.kv_block_tokens)
         blocks = min_kv_blocks(hw.engine.max_model_len, hw.engine.kv_block_tokens)
         need = spec.bytes_per_gpu + block * blocks
         if need > hw.pool_bytes:

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 from omegaconf import OmegaConf
 
+from warmserve.cluster.rules import kv_block_bytes
 from warmserve.config import load_yaml
 from warmserve.control.controller import Controller
 from warmserve.control.features import BackendFeatures
@@ -89,8 +90,7 @@ class FakeBackend(Backend):
 
     # ---- helpers --------------------------------------------------------
     def _block_bytes(self, model: str) -> int:
-        s = self.state.models[model]
-        return -(-s.kv_bytes_per_token // s.tp) * self.block_tokens
+        return kv_block_bytes(self.state.models[model], self.block_tokens)  # as both backends count it
 
     def _use(self, g: int, delta: int) -> None:
         gpu = self.state.gpus[g]

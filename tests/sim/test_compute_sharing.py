@@ -13,8 +13,8 @@ from warmserve.control.mps import ShareModel, oversubscription
 from warmserve.control.policy import SystemPolicy
 from warmserve.control.seam import CapacityError, StartInstance
 from warmserve.errors import InputError
+from warmserve.hardware import load_profile
 from warmserve.sim.backend import SimBackend
-from warmserve.sim.profile import load_profile
 
 HW = load_profile(_base_hw())
 LAT7 = HW.latency[("llama2-7b", 1)]

@@ -18,6 +18,7 @@ from warmserve.control.controller import Controller
 from warmserve.control.features import BackendFeatures
 from warmserve.control.seam import CapacityError
 from warmserve.errors import InputError
+from warmserve.hardware import load_profile
 from warmserve.sim.backend import SimBackend
 from warmserve.sim.lifecycle import (
     engine_init_s,
@@ -26,7 +27,6 @@ from warmserve.sim.lifecycle import (
     kv_ramp,
     plan_start,
 )
-from warmserve.sim.profile import load_profile
 
 HW = load_profile(_base_hw())
 _CK = model_specs([{"name": "m7", "base": "llama2-7b"}, {"name": "m13", "base": "llama2-13b"},

@@ -13,8 +13,8 @@ from warmserve.control.controller import Controller
 from warmserve.control.policy import PolicyContext, SystemPolicy
 from warmserve.control.seam import Command, StartInstance
 from warmserve.errors import InputError
+from warmserve.hardware import load_profile
 from warmserve.sim.backend import SimBackend
-from warmserve.sim.profile import load_profile
 
 
 def _make(hw=None, cluster=None, models=None):

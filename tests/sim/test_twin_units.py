@@ -10,11 +10,11 @@ from twin_scenario import Fixed, _base_hw, _specs, hardware, wl
 from warmserve.control.controller import Controller
 from warmserve.control.features import BackendFeatures
 from warmserve.control.seam import CapacityError, StartInstance
+from warmserve.hardware import load_profile
 from warmserve.sim.backend import SimBackend
 from warmserve.sim.events import EventLoop
 from warmserve.sim.lifecycle import engine_start_s, first_step_blocks
 from warmserve.sim.links import Flow, LinkNetwork
-from warmserve.sim.profile import load_profile
 
 
 def _run(rows, starts, *, features=None, setup_ready=True, launch=None, gpu_gib=80, block=256, gpn=2, pre=None,

@@ -75,7 +75,7 @@ def test_cpu_profile_is_a_valid_twin_hardware_profile():
     from omegaconf import OmegaConf
 
     from warmserve.calibrate.profile import cpu_profile
-    from warmserve.sim.profile import load_profile
+    from warmserve.hardware import load_profile
 
     raw = {"tiny-s": _raw("tiny-s"), "tiny-m": _raw("tiny-m"), "_memcpy_GBps": 10.0}
     engine = {"args": ["--max-num-seqs", "32", "--max-model-len", "2048", "--max-num-batched-tokens", "4096",

@@ -58,7 +58,7 @@ def test_quick_calibration_writes_a_profile_with_its_provenance(tmp_path, monkey
     the profile: loadable by the twin, named as asked, stating machine, time, revision and quick mode."""
     from warmserve.calibrate.profile import cpu_profile
     from warmserve.calibrate.quick import run_quick
-    from warmserve.sim.profile import load_profile
+    from warmserve.hardware import load_profile
 
     _fake_hostname(monkeypatch)
     monkeypatch.setattr(cpu, "LOAD_SETTLE_S", 0.2)

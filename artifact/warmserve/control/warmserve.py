@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from warmserve.cluster.rules import kv_block_bytes
 from warmserve.control.autoscaling import AutoscalingPolicy
 from warmserve.control.demand import ReplicaDemand, model_demand
 from warmserve.control.forecaster import Forecaster, Prediction
@@ -138,9 +139,7 @@ class WarmServePolicy(AutoscalingPolicy):
 
     # ---- planning ---------------------------------------------------------
     def _block_bytes(self, inst: InstanceState) -> int:
-        # as the backends count it: per-GPU bytes of one token, rounded up, times tokens per block
-        spec = self.specs[inst.model]
-        return -(-spec.kv_bytes_per_token // spec.tp) * self._block_tokens
+        return kv_block_bytes(self.specs[inst.model], self._block_tokens)  # as the backends count it
 
     def _plan(self, ctx: PolicyContext, cmds: list[Command], claimed: set[int]) -> list[Command]:
         st = ctx.state

@@ -3,7 +3,6 @@
 Modules (one job each):
 
 ``events``     heap of timestamped callbacks + virtual clock (the seam's ``Clock``)
-``profile``    the hardware profile (``configs/hardware``), validated and typed
 ``calibrate``  fits the latency coefficients from the bundled Vidur profiles
 ``links``      weight loads as flows over NVMe / host DRAM / PCIe switch / PCIe, max-min fair
 ``instance``   one engine: continuous batching, analytic decode runs, preemption by recompute
@@ -19,7 +18,8 @@ Modules (one job each):
 ``outputs``    request log / timeline / utilisation tables from a ``TwinRecord`` (no backend object)
 ``synthetic``  a seeded synthetic workload for tests and the benchmark (labelled synthetic)
 
-The memory books and the command checks are ``warmserve.cluster`` (shared with the testbed).
+The memory books and the command checks are ``warmserve.cluster`` (shared with the testbed); the typed
+hardware profile (``configs/hardware``) is ``warmserve.hardware`` (shared with the policies).
 
 Every number the twin uses comes from ``configs/`` (hardware, model); results
 it produces are simulated and say so (``describe()["simulated"]``).

@@ -55,6 +55,7 @@ from warmserve.control.seam import (
     ModelSpec,
     ReplicaState,
 )
+from warmserve.hardware import check_models_fit, cluster_shape, load_profile
 from warmserve.metrics.schema import gpus_str, timeline_row
 from warmserve.run.protocol import ReplayInfo
 from warmserve.sim.events import EventLoop
@@ -64,7 +65,6 @@ from warmserve.sim.lifecycle import SleepingReplicas, sleep_prewarm_delay_s
 from warmserve.sim.links import LinkNetwork
 from warmserve.sim.loading import Loader
 from warmserve.sim.outputs import TwinRecord, build_request_log, build_timeline, build_utilization
-from warmserve.sim.profile import check_models_fit, cluster_shape, load_profile
 from warmserve.sim.replay import Arrivals, close_requests
 from warmserve.sim.requests import RequestTable
 from warmserve.sim.residency import Residency

@@ -48,7 +48,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from warmserve.control.seam import InstancePhase, InstanceState
-from warmserve.sim.profile import EngineLimits, Latency
+from warmserve.hardware import EngineLimits, Latency
 from warmserve.sim.requests import FAILED, OK, RequestTable
 
 if TYPE_CHECKING:

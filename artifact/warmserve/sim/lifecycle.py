@@ -30,9 +30,10 @@ from dataclasses import dataclass
 
 from warmserve.cluster.book import ClusterBook
 from warmserve.cluster.ledger import HostBook
+from warmserve.cluster.rules import kv_block_bytes
 from warmserve.control.features import BackendFeatures
-from warmserve.control.seam import CapacityError, GpuSet, ModelSpec, ReplicaState
-from warmserve.sim.profile import EngineLimits, HardwareProfile, Lifecycle
+from warmserve.control.seam import CapacityError, GpuSet, ModelSpec, ReplicaState, min_kv_blocks
+from warmserve.hardware import EngineLimits, HardwareProfile, Lifecycle
 
 GB = 1e9  # the profiles give rates per GB = 1e9 bytes
 
@@ -64,7 +65,7 @@ def engine_start_s(lc: Lifecycle, spec: ModelSpec, *, fresh_process: bool, busy:
 def first_step_blocks(lim: EngineLimits) -> int:
     """KV blocks a first step can touch: one ``max_model_len`` sequence plus the block it grows into
     (the same minimum the twin requires of every instance)."""
-    return -(-(lim.max_model_len + lim.kv_block_tokens) // lim.kv_block_tokens)
+    return min_kv_blocks(lim.max_model_len, lim.kv_block_tokens)
 
 
 def kv_map_s(lc: Lifecycle, nbytes: float) -> float:
@@ -104,7 +105,7 @@ def plan_start(hw: HardwareProfile, spec: ModelSpec, *, adopt: bool, fresh_proce
         return StartPlan(lc.prewarm_scale * lc.sleep_wake_s, 0.0, WAKE)
     proc = lc.cold_scale * busy * (lc.process_start_s + lc.cuda_context_s) if fresh_process else 0.0
     first = first_step_blocks(hw.engine)
-    block_bytes = -(-spec.kv_bytes_per_token // spec.tp) * hw.engine.kv_block_tokens
+    block_bytes = kv_block_bytes(spec, hw.engine.kv_block_tokens)
     return StartPlan(proc + lc.prewarm_scale * lc.engine_attach_s, kv_map_s(lc, first * block_bytes), ADOPT, first)
 
 

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from warmserve.hardware import HardwareProfile
 from warmserve.sim.events import EventLoop
-from warmserve.sim.profile import HardwareProfile
 
 Link = tuple[str, int, int]  # (kind, node, index)
 

@@ -18,8 +18,8 @@ from typing import Any
 
 from warmserve.control.features import BackendFeatures
 from warmserve.control.seam import ClusterState, GpuSet
+from warmserve.hardware import HardwareProfile
 from warmserve.sim.links import Flow, LinkNetwork
-from warmserve.sim.profile import HardwareProfile
 
 
 class LoadJob:

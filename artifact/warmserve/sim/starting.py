@@ -35,11 +35,11 @@ from dataclasses import dataclass, field
 from warmserve.cluster.rules import start_kind
 from warmserve.control.features import BackendFeatures
 from warmserve.control.seam import ClusterState, GpuSet, InstancePhase, ModelSpec, StartKind
+from warmserve.hardware import HardwareProfile
 from warmserve.sim.events import EventLoop
 from warmserve.sim.instance import Instance
 from warmserve.sim.lifecycle import ADOPT, WAKE, kv_ramp, plan_start
 from warmserve.sim.loading import Loader, LoadJob
-from warmserve.sim.profile import HardwareProfile
 from warmserve.sim.workers import WorkerPool
 
 
