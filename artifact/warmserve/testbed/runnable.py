@@ -94,8 +94,7 @@ class RunnableTestbed(TestbedBackend):
                                  "(configs/backend/testbed-gpu.yaml)")
             gpu_settings = GpuEngineSettings(
                 device_bytes=hw.gpu_mem_bytes, context_bytes=int(gpu["context_bytes"]),
-                activation_bytes=int(gpu["activation_bytes"]), profile_args=tuple(profile_engine_args(hw_engine)),
-                kv_block_tokens=hw.engine.kv_block_tokens, max_model_len=hw.engine.max_model_len)
+                activation_bytes=int(gpu["activation_bytes"]), profile_args=tuple(profile_engine_args(hw_engine)))
         fake_dir = None
         if fake_gpu:
             if gpu_settings is None:
