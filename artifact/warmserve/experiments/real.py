@@ -45,8 +45,6 @@ from warmserve.experiments import real_plan as rp
 from warmserve.experiments.__main__ import run_preset
 from warmserve.experiments.points import compose_run, finished
 
-CALIBRATION_EST_S = 900  # GPU calibration of a few models (estimate: H2D, VMM and latency points, ~10-15 min)
-
 
 def machine_for(backend: str, ray: str | None) -> hp.Machine:
     """The real machine, or the fake GPUs ``testbed-stub-gpu`` runs on (sized by its presets)."""
@@ -236,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
                       quick=a.quick, root=rp.rel(twin)):
         return rc
     est = estimate(twin, root / "measured", preset, float(lim["run_overhead_s"]))
-    total = sum(e for _, _, e in est.values()) + (CALIBRATION_EST_S if calib else 0)
+    calib_s = float(lim["calibration_est_s"])  # configs/real/_limits.yaml
+    total = sum(e for _, _, e in est.values()) + (calib_s if calib else 0)
     print(f"\nPLAN ({'quick' if a.quick else 'full'}) on {machine.describe(device)}, BACKEND={a.backend}, preset "
           f"{preset.name}, results in {root.relative_to(REPO_ROOT)}:")
     for exp, (n, done, e) in est.items():
@@ -244,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     for exp, why in lim["twin_only"].items():
         print(f"  {exp:12s} twin only: {why}")
     if calib:
-        print(f"  calibration  python -m warmserve.calibrate --mode gpu  est {fmt_duration(CALIBRATION_EST_S)}")
+        print(f"  calibration  python -m warmserve.calibrate --mode gpu  est {fmt_duration(calib_s)}")
     print(f"  estimated wall time {fmt_duration(total)} (twin replay + drain per point, + {preset['startup_s']} s "
           f"engine start-up and {lim['run_overhead_s']} s overhead per run)", flush=True)
     if a.plan:

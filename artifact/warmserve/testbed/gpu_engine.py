@@ -78,8 +78,6 @@ class GpuEngineSettings:
     context_bytes: int  # per engine per GPU, held while the process lives (backend gpu.context_bytes)
     activation_bytes: int  # per engine per GPU, held while awake (backend gpu.activation_bytes)
     profile_args: tuple[str, ...]  # profile_engine_args of the hardware profile
-    kv_block_tokens: int
-    max_model_len: int
 
     @property
     def overhead_bytes(self) -> int:
@@ -98,12 +96,6 @@ class EnginePlan:
     def args(self, gs: GpuEngineSettings) -> list[str]:
         return ["--tensor-parallel-size", str(self.tp), "--gpu-memory-utilization", f"{self.utilization}",
                 "--kv-cache-memory-bytes", str(self.kv_bytes), "--enable-sleep-mode", *gs.profile_args]
-
-
-def min_kv_bytes(gs: GpuEngineSettings, kv_bytes_per_token: int, tp: int) -> int:
-    """Per GPU, the KV cache vLLM requires to start: one ``max_model_len`` sequence in whole blocks."""
-    tokens = -(-gs.max_model_len // gs.kv_block_tokens) * gs.kv_block_tokens
-    return tokens * -(-kv_bytes_per_token // tp)
 
 
 def plan_engine(gs: GpuEngineSettings, share_bytes: int, weights_per_gpu: int, tp: int,

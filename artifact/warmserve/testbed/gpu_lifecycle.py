@@ -12,9 +12,10 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from warmserve.cluster.rules import kv_block_bytes
 from warmserve.control.seam import ClusterState, GpuSet
 from warmserve.testbed.engines import EngineProcess
-from warmserve.testbed.gpu_engine import EnginePlan, min_kv_bytes, plan_engine
+from warmserve.testbed.gpu_engine import EnginePlan, plan_engine
 from warmserve.testbed.mechanisms import EngineFactory, SleepModeClient
 from warmserve.testbed.ports import PortAllocator
 from warmserve.testbed.settings import TestbedSettings
@@ -74,9 +75,9 @@ class GpuLifecycle:
         return plan_engine(gs, share_bytes, spec.bytes_per_gpu, spec.tp, kv_bytes)
 
     def min_kv(self, model: str) -> int:
-        assert self.settings.gpu is not None
-        spec = self.state.models[model]
-        return min_kv_bytes(self.settings.gpu, spec.kv_bytes_per_token, spec.tp)
+        """Per GPU, the KV cache vLLM requires to start: one ``max_model_len`` sequence in whole blocks."""
+        bt = self.settings.kv_block_tokens
+        return -(-self.settings.max_model_len // bt) * kv_block_bytes(self.state.models[model], bt)
 
     def plan_args(self, plan: EnginePlan | None) -> list[str] | None:
         return plan.args(self.settings.gpu) if plan is not None and self.settings.gpu is not None else None

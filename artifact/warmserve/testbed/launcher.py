@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 class Prespawned:
     engine: EngineProcess
     ready_file: Path
-    cores: str
 
 
 class Launcher:
@@ -84,11 +83,10 @@ class Launcher:
     def _spawn_prespawned(self) -> Prespawned:
         name = self.name("p", "pool")
         ready = self._tmp / f"{name}.ready"
-        cores = ",".join(self.settings.slot_cores)
-        spec = self.factory.prespawn(name, ready, cores)
+        spec = self.factory.prespawn(name, ready, ",".join(self.settings.slot_cores))
         eng = EngineProcess(spec, stdin_pipe=True)
         eng.launch()
-        return Prespawned(engine=eng, ready_file=ready, cores=cores)
+        return Prespawned(engine=eng, ready_file=ready)
 
     async def _wait_prespawned(self, p: Prespawned) -> None:
         deadline = time.monotonic() + self.factory.cfg.startup_timeout_s

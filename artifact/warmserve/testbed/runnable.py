@@ -49,7 +49,7 @@ from warmserve.testbed.launcher import fake_gpu_path
 from warmserve.testbed.mechanisms import EngineConfig, EngineFactory
 from warmserve.testbed.replay import ClientRecord, replay_open_loop, request_log
 from warmserve.testbed.settings import TestbedSettings
-from warmserve.testbed.utilization import NvmlSampler, ProcessSampler, load_nvml
+from warmserve.testbed.utilization import NvmlSampler, ProcessSampler, Sampler, load_nvml
 
 
 def _resolve(path: str) -> Path:
@@ -94,8 +94,7 @@ class RunnableTestbed(TestbedBackend):
                                  "(configs/backend/testbed-gpu.yaml)")
             gpu_settings = GpuEngineSettings(
                 device_bytes=hw.gpu_mem_bytes, context_bytes=int(gpu["context_bytes"]),
-                activation_bytes=int(gpu["activation_bytes"]), profile_args=tuple(profile_engine_args(hw_engine)),
-                kv_block_tokens=hw.engine.kv_block_tokens, max_model_len=hw.engine.max_model_len)
+                activation_bytes=int(gpu["activation_bytes"]), profile_args=tuple(profile_engine_args(hw_engine)))
         fake_dir = None
         if fake_gpu:
             if gpu_settings is None:
@@ -140,11 +139,11 @@ class RunnableTestbed(TestbedBackend):
         self.partial = False
         self.interrupted_by: str | None = None
         self._requests = pd.DataFrame()
-        self._sampler: ProcessSampler | NvmlSampler | None = None
+        self._sampler: Sampler | None = None
         self._wall_s = 0.0
         self.route_times: list[float | None] = []  # seconds inside each routing decision (bench_router)
 
-    def _make_sampler(self) -> ProcessSampler | NvmlSampler:
+    def _make_sampler(self) -> Sampler:
         """CPU: process trees (psutil). GPU: NVML, indexed by each slot's GPU id (fake GPUs: their registry)."""
         if self.settings.device != "cuda":
             return ProcessSampler(self.fleet.engine_pids, {g: len(c.split(",")) for g, c in

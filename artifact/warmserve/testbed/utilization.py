@@ -55,7 +55,24 @@ def tree_cpu_rss(proc: psutil.Process) -> tuple[float, int]:
     return cpu, rss
 
 
-class ProcessSampler:
+class Sampler:
+    """Samples taken every ``interval_s`` on the run's loop (``run``), as ``Sample`` rows (``frame``)."""
+
+    interval_s: float
+    samples: list[Sample]
+
+    def sample_once(self) -> None:
+        raise NotImplementedError
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await sample_until(self.sample_once, self.interval_s, stop)
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame([asdict(s) for s in self.samples],
+                            columns=["t_s", "gpu", "busy", "rss_bytes", "pid", "instance_id"])
+
+
+class ProcessSampler(Sampler):
     """Samples the process trees of the engines the backend reports, every ``interval_s``."""
 
     def __init__(self, pids: Callable[[], dict[int, tuple[int, int | None]]], cores_per_slot: dict[int, int],
@@ -86,13 +103,6 @@ class ProcessSampler:
             busy = 0.0 if prev is None else (cpu - prev) / (self.interval_s * max(1, self._cores.get(gpu, 1)))
             self.samples.append(Sample(t, gpu, min(1.0, max(0.0, busy)), rss, pid, -1 if iid is None else iid))
 
-    async def run(self, stop: asyncio.Event) -> None:
-        await sample_until(self.sample_once, self.interval_s, stop)
-
-    def frame(self) -> pd.DataFrame:
-        return pd.DataFrame([asdict(s) for s in self.samples],
-                            columns=["t_s", "gpu", "busy", "rss_bytes", "pid", "instance_id"])
-
 
 def load_nvml() -> Any:
     """``pynvml`` (package ``nvidia-ml-py``, the ``gpu`` extra), initialised."""
@@ -105,7 +115,7 @@ def load_nvml() -> Any:
     return pynvml
 
 
-class NvmlSampler:
+class NvmlSampler(Sampler):
     """GPU utilisation and each engine's device memory through NVML, every ``interval_s``.
 
     ``devices`` maps each slot to ``(nvml, GPU id)``: the id is the slot's entry in
@@ -155,10 +165,3 @@ class NvmlSampler:
                     busy, busy_given = min(1.0, max(0.0, util)), True
                 self.samples.append(Sample(t, g, busy, sum(used.get(p, 0) for p in tree), pid,
                                            -1 if iid is None else iid))
-
-    async def run(self, stop: asyncio.Event) -> None:
-        await sample_until(self.sample_once, self.interval_s, stop)
-
-    def frame(self) -> pd.DataFrame:
-        return pd.DataFrame([asdict(s) for s in self.samples],
-                            columns=["t_s", "gpu", "busy", "rss_bytes", "pid", "instance_id"])
